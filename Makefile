@@ -1,0 +1,34 @@
+# torchdet: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+# torch is pinned first: the local CPU wheel installs in seconds, while an unpinned torch
+# would pull the newest CUDA build. The package itself declares a loose range.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m torchdet.cli demo
+
+test: setup
+	$(PY) -m pytest -q -n 2 --durations=15
+
+test-slow: setup
+	$(PY) -m pytest -q -n 2 -m slow
+
+bench: setup
+	$(PY) -m torchdet.cli benchmark
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
