@@ -1,0 +1,5 @@
+import sys
+
+from torchdet.cli import main
+
+sys.exit(main())
