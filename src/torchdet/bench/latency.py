@@ -1,0 +1,175 @@
+"""Eval latency of the detection builders, in milliseconds and in reference convs.
+
+The reference conv is `conv2d(x [1,256,100,136], w [256,256,3,3], padding=1)` in float32
+(16.04 GFLOP), timed in the same process as the models: absolute times drift between
+machines and runs, the ratio `latency / conv_ref` holds much better. torchvision's figures,
+measured the same way on this machine kind, ship beside this module
+(`torchvision_cpu.json`), so `ratio = ours_in_conv_refs / torchvision_in_conv_refs`.
+
+The share of time spent in nms and roi_align comes from one profiled run: the ops mark
+themselves with `torch.profiler.record_function("torchdet::<op>")`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from torchdet.bench.fill import fill_state_dict
+
+HERE = Path(__file__).parent
+
+# Builder name -> defining module, in the order of torchvision's docs.
+BUILDER_MODULES: Dict[str, str] = {
+    "fasterrcnn_resnet50_fpn": "torchdet.models.faster_rcnn",
+    "fasterrcnn_resnet50_fpn_v2": "torchdet.models.faster_rcnn",
+    "fasterrcnn_mobilenet_v3_large_fpn": "torchdet.models.faster_rcnn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "torchdet.models.faster_rcnn",
+    "maskrcnn_resnet50_fpn": "torchdet.models.mask_rcnn",
+    "maskrcnn_resnet50_fpn_v2": "torchdet.models.mask_rcnn",
+    "keypointrcnn_resnet50_fpn": "torchdet.models.keypoint_rcnn",
+    "retinanet_resnet50_fpn": "torchdet.models.retinanet",
+    "retinanet_resnet50_fpn_v2": "torchdet.models.retinanet",
+    "fcos_resnet50_fpn": "torchdet.models.fcos",
+    "ssd300_vgg16": "torchdet.models.ssd",
+    "ssdlite320_mobilenet_v3_large": "torchdet.models.ssdlite",
+}
+
+PROFILED_OPS = ("nms", "roi_align")
+REFERENCE_CONV_GFLOP = 2 * 256 * 256 * 9 * 100 * 136 / 1e9  # 16.04
+
+
+@dataclass
+class LatencyResult:
+    builder: str
+    ms: float
+    conv_ref_ms: float
+    in_conv_refs: float
+    torchvision_in_conv_refs: Optional[float]
+    ratio: Optional[float]
+    op_share: Dict[str, float]
+    detections: int
+
+
+def load_builder(name: str) -> Callable[..., torch.nn.Module]:
+    if name not in BUILDER_MODULES:
+        raise ValueError(f"unknown builder {name!r}; choose from {', '.join(BUILDER_MODULES)}")
+    return getattr(importlib.import_module(BUILDER_MODULES[name]), name)
+
+
+def available_builders() -> List[str]:
+    """The builders whose module imports (all twelve once the zoo is complete)."""
+    names = []
+    for name, module in BUILDER_MODULES.items():
+        try:
+            if hasattr(importlib.import_module(module), name):
+                names.append(name)
+        except ImportError:
+            pass
+    return names
+
+
+def torchvision_baseline() -> Dict[str, dict]:
+    with open(HERE / "torchvision_cpu.json") as f:
+        return json.load(f)["builders"]
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def reference_conv_ms(repeats: int = 5, warmup: int = 2) -> float:
+    """Median time of the reference conv (16.04 GFLOP) in this process."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 256, 100, 136, generator=g)
+    w = torch.randn(256, 256, 3, 3, generator=g)
+    with torch.no_grad():
+        return _median_ms(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats, warmup)
+
+
+def benchmark_image(height: int = 480, width: int = 640, seed: int = 0) -> torch.Tensor:
+    """A fixed [3, H, W] image in 0..1 (smooth noise, so detectors see some structure)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, height // 16, width // 16, generator=g)
+    return torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def op_shares(model: torch.nn.Module, images: List[torch.Tensor]) -> Dict[str, float]:
+    """Fraction of one eval forward spent inside each `torchdet::<op>` profiler range."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        model(images)
+        total_us = (time.perf_counter() - start) * 1e6
+    spent = {op: 0.0 for op in PROFILED_OPS}
+    for event in prof.events():
+        for op in PROFILED_OPS:
+            if event.name == f"torchdet::{op}":
+                spent[op] += event.cpu_time_total
+    return {op: us / total_us for op, us in spent.items()}
+
+
+def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: int = 1,
+                    baseline: Optional[Dict[str, dict]] = None) -> LatencyResult:
+    """Build with the baseline's weights (fill seed 3), then time eval on one image."""
+    model = load_builder(name)(weights=None, weights_backbone=None)
+    fill_state_dict(model, 3)
+    model.eval()
+    with torch.no_grad():
+        ms = _median_ms(lambda: model([image]), repeats, warmup)
+        detections = len(model([image])[0]["boxes"])
+    conv_ms = reference_conv_ms()
+    in_refs = ms / conv_ms
+    tv = (baseline or {}).get(name, {}).get("in_conv_refs")
+    return LatencyResult(
+        builder=name, ms=ms, conv_ref_ms=conv_ms, in_conv_refs=in_refs,
+        torchvision_in_conv_refs=tv, ratio=(in_refs / tv) if tv else None,
+        op_share=op_shares(model, [image]), detections=detections,
+    )
+
+
+def format_table(results: List[LatencyResult]) -> str:
+    head = (f"{'builder':40s} {'ms':>9s} {'conv_ref':>9s} {'in_refs':>8s} {'tv_refs':>8s} "
+            f"{'ratio':>6s} {'nms%':>6s} {'roi%':>6s} {'dets':>5s}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        tv = f"{r.torchvision_in_conv_refs:8.2f}" if r.torchvision_in_conv_refs else f"{'-':>8s}"
+        ratio = f"{r.ratio:6.2f}" if r.ratio else f"{'-':>6s}"
+        lines.append(
+            f"{r.builder:40s} {r.ms:9.1f} {r.conv_ref_ms:9.1f} {r.in_conv_refs:8.2f} {tv} {ratio} "
+            f"{100 * r.op_share['nms']:6.1f} {100 * r.op_share['roi_align']:6.1f} {r.detections:5d}"
+        )
+    return "\n".join(lines)
+
+
+def run_latency(builders: Optional[List[str]] = None, threads: int = 2, repeats: int = 5,
+                height: int = 480, width: int = 640, json_out: Optional[Path] = None,
+                echo: Callable[[str], None] = print) -> List[LatencyResult]:
+    torch.set_num_threads(threads)
+    names = builders or available_builders()
+    baseline = torchvision_baseline()
+    image = benchmark_image(height, width)
+    echo(f"torch {torch.__version__}, {threads} threads, one {height}x{width} image, median of {repeats}; "
+         f"ratio = ours / torchvision, both in reference convs (<= 1.0 is faster)")
+    results = []
+    for name in names:
+        results.append(measure_builder(name, image, repeats=repeats, baseline=baseline))
+        echo(format_table(results[-1:]).splitlines()[-1] if results[:-1] else format_table(results[-1:]))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return results
