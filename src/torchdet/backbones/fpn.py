@@ -1,0 +1,214 @@
+"""Detection backbones: a classification network's feature stages, partly frozen, with an FPN on top.
+
+- ``BackboneWithFPN``: ``body`` (an IntermediateLayerGetter) then ``fpn``; ``out_channels`` = 256.
+- ``_resnet_fpn_extractor`` / ``resnet_fpn_backbone``: ResNet stages layer1..layer4 as levels "0".."3"
+  (plus "pool").
+- ``_mobilenet_extractor`` / ``mobilenet_backbone``: MobileNet ``features`` split at the stride-2
+  blocks, the last two stages by default.
+- ``_validate_trainable_layers``: how many stages the detection builders leave trainable.
+
+Freezing rules, level names and state_dict keys follow torchvision's ``torchvision.models.detection.backbone_utils``.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+
+from torch import Tensor, nn
+
+from torchdet.backbones.mobilenet_v2 import mobilenet_v2
+from torchdet.backbones.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
+from torchdet.backbones.resnet import (
+    ResNet, resnet18, resnet34, resnet50, resnet101, resnet152,
+    resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2,
+)
+from torchdet.backbones.intermediate_layers import IntermediateLayerGetter
+from torchdet.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
+from torchdet.ops.misc import FrozenBatchNorm2d
+
+__all__ = ["BackboneWithFPN", "resnet_fpn_backbone", "mobilenet_backbone"]
+
+NormLayer = Callable[..., nn.Module]
+
+_RESNETS: Dict[str, Callable[..., ResNet]] = {
+    f.__name__: f
+    for f in (
+        resnet18, resnet34, resnet50, resnet101, resnet152,
+        resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2,
+    )
+}
+_MOBILENETS: Dict[str, Callable[..., nn.Module]] = {
+    f.__name__: f for f in (mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small)
+}
+
+# ResNet parameter-name prefixes, from the top stage down: trainable_layers=k trains the first k.
+_RESNET_STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]
+
+
+class BackboneWithFPN(nn.Module):
+    """``body`` returns the chosen intermediate layers; ``fpn`` turns them into a pyramid.
+
+    forward(x: [N, 3, H, W]) -> OrderedDict[str, Tensor], each ``[N, out_channels, H_i, W_i]``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        return_layers: Dict[str, str],
+        in_channels_list: List[int],
+        out_channels: int,
+        extra_blocks: Optional[ExtraFPNBlock] = None,
+        norm_layer: Optional[NormLayer] = None,
+    ) -> None:
+        super().__init__()
+        if extra_blocks is None:
+            extra_blocks = LastLevelMaxPool()
+        self.body = IntermediateLayerGetter(backbone, return_layers=return_layers)
+        self.fpn = FeaturePyramidNetwork(
+            in_channels_list=in_channels_list,
+            out_channels=out_channels,
+            extra_blocks=extra_blocks,
+            norm_layer=norm_layer,
+        )
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        return self.fpn(self.body(x))
+
+
+def _validate_trainable_layers(
+    is_trained: bool, trainable_backbone_layers: Optional[int], max_value: int, default_value: int
+) -> int:
+    """The number of trainable backbone stages a detection builder should use.
+
+    Without pretrained weights everything trains (``max_value``; a value passed anyway is
+    overridden with a warning). With weights, ``None`` means ``default_value``.
+    """
+    if not is_trained:
+        if trainable_backbone_layers is not None:
+            warnings.warn(
+                "Changing trainable_backbone_layers has no effect if neither pretrained nor "
+                f"pretrained_backbone have been set to True, falling back to trainable_backbone_layers={max_value} "
+                "so that all layers are trainable"
+            )
+        trainable_backbone_layers = max_value
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = default_value
+    if not 0 <= trainable_backbone_layers <= max_value:
+        raise ValueError(
+            f"trainable_backbone_layers should be in the range [0, {max_value}], got {trainable_backbone_layers}"
+        )
+    return trainable_backbone_layers
+
+
+def _resnet_fpn_extractor(
+    backbone: ResNet,
+    trainable_layers: int,
+    returned_layers: Optional[List[int]] = None,
+    extra_blocks: Optional[ExtraFPNBlock] = None,
+    norm_layer: Optional[NormLayer] = None,
+) -> BackboneWithFPN:
+    """Freeze all but the top ``trainable_layers`` stages of ``backbone`` (0..5; 5 also trains bn1),
+    and put an FPN (256 channels) on ``layer{k}`` for k in ``returned_layers`` (default 1..4),
+    named "0", "1", ... in that order. ``norm_layer`` is the FPN's.
+    """
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers should be in the range [0, 5], got {trainable_layers}")
+    layers_to_train = _RESNET_STAGES[:trainable_layers]
+    if trainable_layers == 5:
+        layers_to_train.append("bn1")
+    for name, parameter in backbone.named_parameters():
+        if not any(name.startswith(prefix) for prefix in layers_to_train):
+            parameter.requires_grad_(False)
+
+    if extra_blocks is None:
+        extra_blocks = LastLevelMaxPool()
+    if returned_layers is None:
+        returned_layers = [1, 2, 3, 4]
+    if not returned_layers or min(returned_layers) <= 0 or max(returned_layers) >= 5:
+        raise ValueError(f"returned_layers should be a non-empty list of values in [1, 4], got {returned_layers}")
+    return_layers = {f"layer{k}": str(v) for v, k in enumerate(returned_layers)}
+    # backbone.inplanes is layer4's width (2048 for a bottleneck ResNet): layer k has inplanes / 2**(4-k).
+    in_channels_stage2 = backbone.inplanes // 8
+    in_channels_list = [in_channels_stage2 * 2 ** (k - 1) for k in returned_layers]
+    return BackboneWithFPN(
+        backbone, return_layers, in_channels_list, out_channels=256, extra_blocks=extra_blocks, norm_layer=norm_layer
+    )
+
+
+def resnet_fpn_backbone(
+    *,
+    backbone_name: str,
+    weights: Any,
+    norm_layer: NormLayer = FrozenBatchNorm2d,
+    trainable_layers: int = 3,
+    returned_layers: Optional[List[int]] = None,
+    extra_blocks: Optional[ExtraFPNBlock] = None,
+) -> BackboneWithFPN:
+    """A ResNet-FPN backbone: ``backbone_name`` (e.g. "resnet50") built with ``norm_layer``,
+    then ``_resnet_fpn_extractor``."""
+    if backbone_name not in _RESNETS:
+        raise ValueError(f"unknown ResNet backbone_name {backbone_name!r}; choose one of {sorted(_RESNETS)}")
+    backbone = _RESNETS[backbone_name](weights=weights, norm_layer=norm_layer)
+    return _resnet_fpn_extractor(backbone, trainable_layers, returned_layers, extra_blocks)
+
+
+def _mobilenet_extractor(
+    backbone: nn.Module,
+    fpn: bool,
+    trainable_layers: int,
+    returned_layers: Optional[List[int]] = None,
+    extra_blocks: Optional[ExtraFPNBlock] = None,
+    norm_layer: Optional[NormLayer] = None,
+) -> nn.Module:
+    """Split ``backbone.features`` into stages at the stride-2 blocks, freeze all but the top
+    ``trainable_layers`` stages, and return either a BackboneWithFPN on stages ``returned_layers``
+    (default: the last two) or ``Sequential(features, 1x1 conv to 256)``. Both have ``out_channels`` = 256.
+    """
+    features = backbone.features
+    # Stage starts: the stem, every stride-2 block, and the last conv (the end of the last stage).
+    stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+    num_stages = len(stage_indices)
+    if not 0 <= trainable_layers <= num_stages:
+        raise ValueError(f"trainable_layers should be in the range [0, {num_stages}], got {trainable_layers}")
+    freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
+    for block in features[:freeze_before]:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+
+    out_channels = 256
+    if fpn:
+        if extra_blocks is None:
+            extra_blocks = LastLevelMaxPool()
+        if returned_layers is None:
+            returned_layers = [num_stages - 2, num_stages - 1]
+        if not returned_layers or min(returned_layers) < 0 or max(returned_layers) >= num_stages:
+            raise ValueError(
+                f"returned_layers should be a non-empty list of values in [0, {num_stages - 1}], got {returned_layers}"
+            )
+        return_layers = {f"{stage_indices[k]}": str(v) for v, k in enumerate(returned_layers)}
+        in_channels_list = [features[stage_indices[k]].out_channels for k in returned_layers]
+        return BackboneWithFPN(
+            features, return_layers, in_channels_list, out_channels, extra_blocks=extra_blocks, norm_layer=norm_layer
+        )
+    m = nn.Sequential(features, nn.Conv2d(features[-1].out_channels, out_channels, 1))
+    m.out_channels = out_channels  # type: ignore[assignment]
+    return m
+
+
+def mobilenet_backbone(
+    *,
+    backbone_name: str,
+    weights: Any,
+    fpn: bool,
+    norm_layer: NormLayer = FrozenBatchNorm2d,
+    trainable_layers: int = 2,
+    returned_layers: Optional[List[int]] = None,
+    extra_blocks: Optional[ExtraFPNBlock] = None,
+) -> nn.Module:
+    """A MobileNet backbone: ``backbone_name`` (e.g. "mobilenet_v3_large") built with ``norm_layer``,
+    then ``_mobilenet_extractor``."""
+    if backbone_name not in _MOBILENETS:
+        raise ValueError(f"unknown MobileNet backbone_name {backbone_name!r}; choose one of {sorted(_MOBILENETS)}")
+    backbone = _MOBILENETS[backbone_name](weights=weights, norm_layer=norm_layer)
+    return _mobilenet_extractor(backbone, fpn, trainable_layers, returned_layers, extra_blocks)

@@ -1,0 +1,48 @@
+"""Run a model's top-level children in order and return the outputs of some of them."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict
+
+from torch import Tensor, nn
+
+__all__ = ["IntermediateLayerGetter"]
+
+
+class IntermediateLayerGetter(nn.ModuleDict):
+    """Keeps ``model``'s direct children up to the last one named in ``return_layers``.
+
+    Args:
+        model: a module whose ``forward`` is its children applied in registration order
+            (a ResNet, ``mobilenet.features`` ...); the children are kept under their own names,
+            so state_dict keys read ``conv1.weight``, ``layer1.0.conv1.weight`` ...
+        return_layers: {child name: output name}, e.g. ``{"layer1": "0", "layer4": "3"}``.
+
+    forward(x) -> OrderedDict[output name, Tensor] in the children's order.
+    """
+
+    _version = 2
+    __annotations__ = {"return_layers": Dict[str, str]}
+
+    def __init__(self, model: nn.Module, return_layers: Dict[str, str]) -> None:
+        children = [name for name, _ in model.named_children()]
+        missing = sorted(set(map(str, return_layers)) - set(children))
+        if missing:
+            raise ValueError(f"return_layers {missing} are not children of the model; its children are {children}")
+        pending = {str(k): str(v) for k, v in return_layers.items()}
+        layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+        for name, module in model.named_children():
+            layers[name] = module
+            pending.pop(name, None)
+            if not pending:
+                break
+        super().__init__(layers)
+        self.return_layers = {str(k): str(v) for k, v in return_layers.items()}
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        out: Dict[str, Tensor] = OrderedDict()
+        for name, module in self.items():
+            x = module(x)
+            if name in self.return_layers:
+                out[self.return_layers[name]] = x
+        return out
