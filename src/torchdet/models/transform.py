@@ -1,0 +1,200 @@
+"""GeneralizedRCNNTransform: normalise, resize and batch images (and their targets) for a detector.
+
+The resize keeps the aspect ratio: the short side goes to ``min_size`` unless that would push
+the long side past ``max_size``. Boxes, masks and keypoints follow their image; ``postprocess``
+maps the detections back to the caller's original image sizes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchdet.models.image_list import ImageList
+
+Target = Dict[str, Tensor]
+
+
+def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
+    """Scale ``[N, 4]`` xyxy boxes from an ``(h, w)`` image to an ``(h', w')`` image, per axis."""
+    ratio_height, ratio_width = (
+        torch.tensor(new, dtype=torch.float32, device=boxes.device)
+        / torch.tensor(orig, dtype=torch.float32, device=boxes.device)
+        for new, orig in zip(new_size, original_size)
+    )
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
+
+
+def _resize_scale(image_shape: Sequence[int], min_size: float, max_size: float) -> float:
+    """The scale putting the short side at ``min_size`` without the long side passing ``max_size``.
+
+    Computed in float32, as the reference does, since the scale decides the output size.
+    """
+    shape = torch.tensor([int(s) for s in image_shape])
+    short = torch.min(shape).to(torch.float32)
+    long = torch.max(shape).to(torch.float32)
+    return torch.min(min_size / short, max_size / long).item()
+
+
+def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target: Optional[Target],
+                            fixed_size: Optional[Tuple[int, int]] = None) -> Tuple[Tensor, Optional[Target]]:
+    """Resize a ``[C, H, W]`` image, and its target's ``[N, H, W]`` masks, by one scale (or to a fixed size)."""
+    size: Optional[List[int]] = None
+    scale_factor: Optional[float] = None
+    recompute_scale_factor: Optional[bool] = None
+    if fixed_size is not None:
+        size = [fixed_size[1], fixed_size[0]]
+    else:
+        scale_factor = _resize_scale(image.shape[-2:], min_size, max_size)
+        recompute_scale_factor = True
+
+    image = F.interpolate(image[None], size=size, scale_factor=scale_factor, mode="bilinear",
+                          recompute_scale_factor=recompute_scale_factor, align_corners=False)[0]
+    if target is not None and "masks" in target:
+        masks = target["masks"]
+        masks = F.interpolate(masks[:, None].float(), size=size, scale_factor=scale_factor,
+                              recompute_scale_factor=recompute_scale_factor)[:, 0].byte()
+        target["masks"] = masks
+    return image, target
+
+
+def _resize_keypoints(keypoints: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
+    from torchdet.models.keypoint_ops import resize_keypoints  # owned by the keypoint model
+
+    return resize_keypoints(keypoints, original_size, new_size)
+
+
+def _paste_masks(masks: Tensor, boxes: Tensor, image_shape: Tuple[int, int]) -> Tensor:
+    from torchdet.models.mask_ops import paste_masks_in_image  # owned by the mask model
+
+    return paste_masks_in_image(masks, boxes, image_shape)
+
+
+def _padded_shape(shapes: Sequence[Sequence[int]], size_divisible: int) -> List[int]:
+    """The smallest ``[C, H, W]`` holding every shape, with H and W rounded up to a multiple of ``size_divisible``."""
+    padded = [max(dims) for dims in zip(*shapes)]
+    stride = float(size_divisible)
+    padded[1] = int(math.ceil(float(padded[1]) / stride) * stride)
+    padded[2] = int(math.ceil(float(padded[2]) / stride) * stride)
+    return padded
+
+
+class GeneralizedRCNNTransform(nn.Module):
+    """Normalise, resize and batch images for a detector, and map detections back.
+
+    Args:
+        min_size: target short side; a tuple picks one at random per image in training, and
+            uses the last in eval.
+        max_size: cap on the long side after resizing.
+        image_mean, image_std: per-channel normalisation (3 values each).
+        size_divisible: the batch is zero-padded so H and W are multiples of this.
+        fixed_size: ``(w, h)``; when given, every image is resized to exactly this size.
+        _skip_resize: keyword; skip resizing in training (the images are already sized).
+    """
+
+    def __init__(self, min_size: Union[int, Sequence[int]], max_size: int, image_mean: Sequence[float],
+                 image_std: Sequence[float], size_divisible: int = 32,
+                 fixed_size: Optional[Tuple[int, int]] = None, **kwargs: Any) -> None:
+        super().__init__()
+        if not isinstance(min_size, (list, tuple)):
+            min_size = (min_size,)
+        self.min_size = min_size
+        self.max_size = max_size
+        self.image_mean = image_mean
+        self.image_std = image_std
+        self.size_divisible = size_divisible
+        self.fixed_size = fixed_size
+        self._skip_resize = kwargs.pop("_skip_resize", False)
+
+    def forward(self, images: List[Tensor], targets: Optional[List[Target]] = None
+                ) -> Tuple[ImageList, Optional[List[Target]]]:
+        """Images ``[C, H_i, W_i]`` -> an ImageList ``[B, C, H, W]`` and the targets resized alike.
+
+        The caller's lists and dicts are left untouched (shallow copies are modified).
+        """
+        images = list(images)
+        if targets is not None:
+            targets = [dict(t) for t in targets]
+        for i, image in enumerate(images):
+            if image.dim() != 3:
+                raise ValueError(f"image {i} has shape {list(image.shape)}; expected [C, H, W].")
+            target = targets[i] if targets is not None else None
+            image = self.normalize(image)
+            image, target = self.resize(image, target)
+            images[i] = image
+            if targets is not None and target is not None:
+                targets[i] = target
+        image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batched = self.batch_images(images, size_divisible=self.size_divisible)
+        return ImageList(batched, image_sizes), targets
+
+    def normalize(self, image: Tensor) -> Tensor:
+        """``(image - mean) / std`` per channel; ``image`` is ``[C, H, W]`` floating point."""
+        if not image.is_floating_point():
+            raise TypeError(
+                f"images must be floating point in [0, 1]; got dtype {image.dtype} (use image.float() / 255)."
+            )
+        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
+        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        return (image - mean[:, None, None]) / std[:, None, None]
+
+    def torch_choice(self, k: Sequence[int]) -> int:
+        """A uniformly random element of ``k``, drawn from torch's RNG."""
+        index = int(torch.empty(1).uniform_(0.0, float(len(k))).item())
+        return k[index]
+
+    def resize(self, image: Tensor, target: Optional[Target] = None) -> Tuple[Tensor, Optional[Target]]:
+        """Resize one ``[C, H, W]`` image and its target (boxes, masks, keypoints)."""
+        height, width = image.shape[-2:]
+        if self.training:
+            if self._skip_resize:
+                return image, target
+            size = self.torch_choice(self.min_size)
+        else:
+            size = self.min_size[-1]
+        image, target = _resize_image_and_masks(image, size, self.max_size, target, self.fixed_size)
+        if target is None:
+            return image, target
+        new_size = image.shape[-2:]
+        target["boxes"] = resize_boxes(target["boxes"], (height, width), new_size)
+        if "keypoints" in target:
+            target["keypoints"] = _resize_keypoints(target["keypoints"], (height, width), new_size)
+        return image, target
+
+    def batch_images(self, images: List[Tensor], size_divisible: int = 32) -> Tensor:
+        """Zero-pad ``[C, H_i, W_i]`` images into one ``[B, C, H, W]`` tensor, H and W multiples of ``size_divisible``."""
+        shape = _padded_shape([list(img.shape) for img in images], size_divisible)
+        batched = images[0].new_full([len(images)] + shape, 0)
+        for image, slot in zip(images, batched):
+            slot[: image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
+        return batched
+
+    def postprocess(self, result: List[Dict[str, Tensor]], image_shapes: List[Tuple[int, int]],
+                    original_image_sizes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
+        """Map detections from the resized images back to the original sizes (eval only).
+
+        Boxes are rescaled, ``masks`` ``[N, 1, M, M]`` pasted into ``[N, 1, H, W]`` and
+        ``keypoints`` rescaled.
+        """
+        if self.training:
+            return result
+        for pred, resized_size, original_size in zip(result, image_shapes, original_image_sizes):
+            boxes = resize_boxes(pred["boxes"], resized_size, original_size)
+            pred["boxes"] = boxes
+            if "masks" in pred:
+                pred["masks"] = _paste_masks(pred["masks"], boxes, original_size)
+            if "keypoints" in pred:
+                pred["keypoints"] = _resize_keypoints(pred["keypoints"], resized_size, original_size)
+        return result
+
+    def __repr__(self) -> str:
+        indent = "    "
+        return (
+            f"{self.__class__.__name__}(\n"
+            f"{indent}Normalize(mean={self.image_mean}, std={self.image_std})\n"
+            f"{indent}Resize(min_size={self.min_size}, max_size={self.max_size}, mode='bilinear')\n)"
+        )
