@@ -124,12 +124,19 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int, *, annotati
         rle = segmentation
         if isinstance(segmentation.get("counts"), list):
             rle = mask_utils.frPyObjects(segmentation, height, width)
-        return np.asarray(mask_utils.decode(rle), dtype=np.uint8)
+        return _decode(mask_utils, rle)
     polygons = [list(map(float, polygon)) for polygon in (segmentation or []) if len(polygon) >= 6]
     if not polygons:
         return np.zeros((height, width), dtype=np.uint8)
     rles = mask_utils.frPyObjects(polygons, height, width)
-    return np.asarray(mask_utils.decode(mask_utils.merge(rles)), dtype=np.uint8)
+    return _decode(mask_utils, mask_utils.merge(rles))
+
+
+def _decode(mask_utils, rle: Dict[str, Any]) -> np.ndarray:
+    """pycocotools' RLE decode -> uint8 [H, W], without its NumPy 2 ``copy=False`` DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*copy keyword", category=DeprecationWarning)
+        return np.asarray(mask_utils.decode(rle), dtype=np.uint8)
 
 
 class CocoDetection(DetectionDataset):
