@@ -1,0 +1,238 @@
+"""COCO evaluation through pycocotools: bbox, segm and keypoints AP/AR, and a per-class table.
+
+Detections are converted to the COCO results format (the dataset's own image and category
+ids, boxes as [x, y, w, h], masks as RLE, keypoints as flat [x, y, v, ...]) and scored by
+pycocotools' COCOeval. No metric is computed here by hand beyond reading COCOeval's arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+
+# Names of COCOeval.stats, in order.
+BOX_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def _require_pycocotools() -> None:
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError as e:
+        raise ImportError("COCO evaluation needs pycocotools: pip install 'pycocotools>=2.0.7' "
+                          "(or pip install 'torchdet[coco]')") from e
+
+
+def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
+    """[N, 4] corners (x1, y1, x2, y2) -> [N, 4] COCO boxes (x, y, w, h)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
+
+
+def encode_masks(masks: torch.Tensor, threshold: float = 0.5) -> List[Dict[str, Any]]:
+    """[N, 1, H, W] (or [N, H, W]) mask probabilities -> N COCO RLEs (counts as str)."""
+    from pycocotools import mask as mask_util
+
+    if masks.dim() == 4:
+        masks = masks[:, 0]
+    binary = (masks > threshold).cpu().numpy().astype(np.uint8)
+    rles = []
+    for m in binary:
+        rle = mask_util.encode(np.asfortranarray(m))
+        rle["counts"] = rle["counts"].decode("ascii")
+        rles.append(rle)
+    return rles
+
+
+def to_coco_results(image_id: int, output: Mapping[str, torch.Tensor], label_to_category_id: Sequence[int],
+                    iou_types: Sequence[str] = IOU_TYPES) -> List[Dict[str, Any]]:
+    """One image's model output -> COCO result dicts (one per detection).
+
+    Args:
+        image_id: the dataset's id of the image.
+        output: the model's dict: boxes [N, 4] xyxy, labels [N], scores [N], optionally
+            masks [N, 1, H, W] and keypoints [N, K, 3].
+        label_to_category_id: `label_to_category_id[label]` is the dataset's category id
+            (index 0, the background, is never looked up).
+        iou_types: which of "segmentation" / "keypoints" to include when the output has them.
+    """
+    boxes = xyxy_to_xywh(output["boxes"].detach().float().cpu()).tolist()
+    labels = output["labels"].cpu().tolist()
+    scores = output["scores"].detach().float().cpu().tolist()
+    results = []
+    for box, label, score in zip(boxes, labels, scores):
+        if not 0 < label < len(label_to_category_id):
+            raise ValueError(f"the model predicted label {label}, beyond the {len(label_to_category_id) - 1} "
+                             "categories of the dataset; the checkpoint does not match this dataset")
+        results.append({"image_id": int(image_id), "category_id": int(label_to_category_id[label]),
+                        "bbox": [round(v, 3) for v in box], "score": round(score, 5)})
+    if "segm" in iou_types and "masks" in output and len(results):
+        for result, rle in zip(results, encode_masks(output["masks"])):
+            result["segmentation"] = rle
+    if "keypoints" in iou_types and "keypoints" in output and len(results):
+        kps = output["keypoints"].detach().float().cpu()
+        for result, kp in zip(results, kps):
+            result["keypoints"] = [round(v, 2) for v in kp.reshape(-1).tolist()]
+    return results
+
+
+def sanitize_ground_truth(dataset: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of a COCO ground-truth dict with what COCOeval needs filled in.
+
+    Adds ``iscrowd`` (0) and ``area`` (box area) where missing, an ``id`` per annotation and
+    ``info``/``licenses``, so hand-written annotation files evaluate without KeyErrors.
+    """
+    gt = {k: copy.deepcopy(v) for k, v in dataset.items() if k != "annotations"}
+    annotations = []
+    for i, ann in enumerate(dataset.get("annotations", [])):
+        ann = dict(ann)
+        ann.setdefault("id", i + 1)
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann and "bbox" in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+        annotations.append(ann)
+    gt["annotations"] = annotations
+    gt.setdefault("info", {})
+    gt.setdefault("licenses", [])
+    return gt
+
+
+def make_coco(dataset: Mapping[str, Any]) -> Any:
+    """A pycocotools COCO object from an in-memory dict, without its prints."""
+    _require_pycocotools()
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = sanitize_ground_truth(dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_results(coco_gt: Any, results: List[Dict[str, Any]], iou_type: str) -> Any:
+    """COCO results object for `results` (an empty list is fine, unlike COCO.loadRes)."""
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes(copy.deepcopy(results))
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": list(coco_gt.dataset["images"]),
+                     "categories": copy.deepcopy(coco_gt.dataset.get("categories", [])), "annotations": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        empty.createIndex()
+    return empty
+
+
+@dataclass
+class CocoMetrics:
+    """The result of one evaluation.
+
+    `metrics[iou_type]` maps stat names (AP, AP50, ... AR100) to floats; `per_class[iou_type]`
+    lists, per category, {"id", "name", "AP", "AP50", "instances"} (AP is NaN for a category
+    without ground truth); `summary[iou_type]` is pycocotools' printed summary.
+    """
+
+    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    per_class: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    summary: Dict[str, str] = field(default_factory=dict)
+
+
+def gt_iou_types(coco_gt: Any) -> List[str]:
+    """The iou types the ground truth supports: bbox always, segm/keypoints when annotated."""
+    anns = coco_gt.dataset.get("annotations", [])
+    types = ["bbox"]
+    if anns and all("segmentation" in a and a["segmentation"] for a in anns):
+        types.append("segm")
+    if anns and any("keypoints" in a for a in anns):
+        types.append("keypoints")
+    return types
+
+
+def evaluate_coco(coco_gt: Any, results: List[Dict[str, Any]], iou_types: Sequence[str] = ("bbox",),
+                  image_ids: Optional[Sequence[int]] = None) -> CocoMetrics:
+    """Score COCO `results` against `coco_gt` with COCOeval for each of `iou_types`.
+
+    Args:
+        coco_gt: pycocotools COCO holding the ground truth (see `make_coco`).
+        results: COCO result dicts (see `to_coco_results`).
+        iou_types: subset of "bbox", "segm", "keypoints".
+        image_ids: evaluate these images only (default: every image of `coco_gt`).
+    """
+    _require_pycocotools()
+    from pycocotools.cocoeval import COCOeval
+
+    out = CocoMetrics()
+    for iou_type in iou_types:
+        if iou_type not in IOU_TYPES:
+            raise ValueError(f"unknown iou type {iou_type!r}; choose from {IOU_TYPES}")
+        typed = [r for r in results if iou_type == "bbox" or _result_key(iou_type) in r]
+        coco_dt = load_results(coco_gt, typed, iou_type)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            evaluator.evaluate()
+            evaluator.accumulate()
+        summary = io.StringIO()
+        with contextlib.redirect_stdout(summary):
+            evaluator.summarize()
+        names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else BOX_STAT_NAMES
+        out.metrics[iou_type] = {n: max(float(v), 0.0) if v != -1 else float("nan")
+                                 for n, v in zip(names, evaluator.stats)}
+        out.per_class[iou_type] = _per_class(evaluator, coco_gt)
+        out.summary[iou_type] = summary.getvalue()
+    return out
+
+
+def _result_key(iou_type: str) -> str:
+    return {"segm": "segmentation", "keypoints": "keypoints"}.get(iou_type, "bbox")
+
+
+def _per_class(evaluator: Any, coco_gt: Any) -> List[Dict[str, Any]]:
+    """Per-category AP (IoU .50:.95) and AP50 from COCOeval's precision array [T, R, K, A, M]."""
+    precision = evaluator.eval["precision"]
+    iou_thrs = evaluator.params.iouThrs
+    t50 = int(np.argmin(np.abs(iou_thrs - 0.5)))
+    rows = []
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]  # all areas, most detections
+        valid = p[p > -1]
+        valid50 = p[t50][p[t50] > -1]
+        rows.append({
+            "id": int(cat_id),
+            "name": coco_gt.cats[cat_id].get("name", str(cat_id)),
+            "AP": float(valid.mean()) if valid.size else float("nan"),
+            "AP50": float(valid50.mean()) if valid50.size else float("nan"),
+            "instances": len(coco_gt.getAnnIds(catIds=[cat_id], iscrowd=False)),
+        })
+    return rows
+
+
+def format_metrics(metrics: CocoMetrics) -> str:
+    """The headline metrics and the per-class table, as printed by `torchdet evaluate`."""
+    lines = []
+    for iou_type, stats in metrics.metrics.items():
+        head = "  ".join(f"{n} {v:.3f}" for n, v in stats.items() if n in ("AP", "AP50", "AP75", "APs", "APm",
+                                                                          "APl", "AR100", "AR"))
+        lines.append(f"[{iou_type}] {head}")
+        rows = metrics.per_class.get(iou_type, [])
+        if rows:
+            width = max(8, *(len(r["name"]) for r in rows))
+            lines.append(f"  {'category':<{width}}  {'id':>5}  {'instances':>9}  {'AP':>6}  {'AP50':>6}")
+            for r in rows:
+                lines.append(f"  {r['name']:<{width}}  {r['id']:>5}  {r['instances']:>9}  "
+                             f"{_fmt(r['AP']):>6}  {_fmt(r['AP50']):>6}")
+    return "\n".join(lines)
+
+
+def _fmt(v: float) -> str:
+    return "-" if v != v else f"{v:.3f}"

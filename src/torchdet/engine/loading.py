@@ -1,0 +1,104 @@
+"""Load a model for evaluation or prediction from what the user passes as `--weights`.
+
+- a checkpoint written by `torchdet train` (it records its builder, kwargs and classes);
+- a plain ``{"model": state_dict}`` or bare state_dict file, with `--model` (and `--num-classes`);
+- a weights enum name of the builder (`DEFAULT`, `COCO_V1`, or the full
+  `FasterRCNN_ResNet50_FPN_Weights.COCO_V1`) with `--model`, read from the weights cache.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from torchdet.engine.builders import build_model, get_builder
+from torchdet.engine.checkpoint import load_checkpoint, load_model_weights
+from torchdet.engine.train import ModelSpec
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.endswith((".pt", ".pth", ".bin", ".ckpt")) or Path(text).exists()
+
+
+def load_inference_model(weights: str, *, model_name: Optional[str] = None, num_classes: Optional[int] = None,
+                         overrides: Optional[Dict[str, Any]] = None,
+                         device: torch.device = torch.device("cpu")) -> Tuple[nn.Module, ModelSpec, Dict[str, Any]]:
+    """Build the model `weights` describes and load them; return (model in eval mode, spec, checkpoint).
+
+    Args:
+        weights: a checkpoint path, or a weights enum name (with `model_name`).
+        model_name: the builder, required unless the checkpoint records it; when both are
+            given they must agree.
+        num_classes: for weights-only files, the classes including the background.
+        overrides: builder kwargs to change at inference (e.g. box_score_thresh, min_size).
+        device: where to put the model.
+    """
+    overrides = dict(overrides or {})
+    if _looks_like_path(weights):
+        ckpt = load_checkpoint(weights)
+        spec = _spec_from_checkpoint(ckpt, weights, model_name, num_classes)
+        model = build_model(spec.builder, {**spec.kwargs, **overrides})
+        load_model_weights(model, ckpt["model"], repr(str(weights)))
+    else:
+        if model_name is None:
+            raise ValueError(f"--weights {weights!r} is not a file; to use a published checkpoint give its builder "
+                             f"too, e.g. --model fasterrcnn_resnet50_fpn --weights {weights}")
+        model, spec = _from_weights_enum(model_name, weights, overrides)
+        ckpt = {}
+    return model.to(device).eval(), spec, ckpt
+
+
+def _spec_from_checkpoint(ckpt: Dict[str, Any], path: str, model_name: Optional[str],
+                          num_classes: Optional[int]) -> ModelSpec:
+    recorded = ckpt.get("builder")
+    if recorded is not None:
+        if model_name is not None and model_name != recorded:
+            raise ValueError(f"{path!r} holds a {recorded} checkpoint, not {model_name}; drop --model (the "
+                             "checkpoint says what it is) or pass a checkpoint of that architecture")
+        categories = list(ckpt.get("categories") or [])
+        kwargs = dict(ckpt.get("builder_kwargs") or {})
+        if not categories:
+            n = int(kwargs.get("num_classes", 91))
+            categories = ["__background__"] + [f"class_{i}" for i in range(1, n)]
+        ids = list(ckpt.get("category_ids") or range(len(categories)))
+        return ModelSpec(recorded, kwargs, categories, ids)
+    if model_name is None:
+        raise ValueError(f"{path!r} holds weights only (no record of its architecture); pass --model NAME and "
+                         "--num-classes N (classes including the background)")
+    get_builder(model_name)
+    n = num_classes or 91
+    categories = ["__background__"] + [f"class_{i}" for i in range(1, n)]
+    if n == 91:
+        from torchdet.weights.meta import COCO_CATEGORIES
+
+        categories = list(COCO_CATEGORIES)
+    return ModelSpec(model_name, {"num_classes": n}, categories, list(range(n)))
+
+
+def _from_weights_enum(model_name: str, name: str, overrides: Dict[str, Any]) -> Tuple[nn.Module, ModelSpec]:
+    """The builder's published weights called `name`, loaded through torchdet.weights (cache only)."""
+    builder = get_builder(model_name)
+    enum = _weights_enum_of(builder, model_name)
+    member_name = name.split(".")[-1]
+    try:
+        member = enum[member_name] if member_name != "DEFAULT" else enum.DEFAULT
+    except (KeyError, AttributeError):
+        choices = ["DEFAULT"] + [m.name for m in enum]
+        raise ValueError(f"{model_name} has no weights {name!r}; choose one of {choices}") from None
+    model = builder(weights=member, **overrides)
+    categories = list(member.meta.get("categories") or [])
+    return model, ModelSpec(model_name, {"num_classes": len(categories), **overrides}, categories,
+                            list(range(len(categories))))
+
+
+def _weights_enum_of(builder: Any, model_name: str) -> Any:
+    """The weights enum class that goes with `builder` (torchdet.weights' registry)."""
+    try:
+        registry = importlib.import_module("torchdet.weights")
+        get_weight_enum = getattr(registry, "get_model_weights")
+    except (ImportError, AttributeError):
+        raise ValueError(f"published weights for {model_name} are not available in this installation") from None
+    return get_weight_enum(builder)
