@@ -1,0 +1,209 @@
+"""Non-maximum suppression, exact greedy semantics, pure PyTorch + NumPy.
+
+Greedy NMS visits boxes by decreasing score (ties: lower index first) and keeps a box unless
+its IoU with an already kept box is greater than ``iou_threshold``. The IoU of a pair is
+``inter / (area_i + area_j - inter)`` in the boxes' floating dtype, compared with the threshold
+as a double, exactly as torchvision's kernel does, so the kept sets are identical.
+
+How it is fast without a compiled kernel: boxes are taken in score order in blocks of
+``_BLOCK`` rows. Inside a block the pairwise IoU matrix is small, and a short Python loop runs
+the greedy pass over it (only over rows that suppress something). The block's kept boxes then
+suppress all later boxes at once with one vectorised IoU computation, tiled over columns so
+memory stays ``O(_BLOCK * _TILE)``. Boxes already suppressed are dropped from every later block,
+so work shrinks as suppression proceeds. The arithmetic runs on CPU in NumPy (faster than
+PyTorch for these elementwise passes); CUDA inputs are copied to the CPU and back.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["nms", "batched_nms"]
+
+_BLOCK = 256  # rows whose greedy pass is resolved together
+_TILE = 1024  # columns per vectorised IoU tile
+
+# Above this many box coordinates (N * 4), batched_nms groups by class instead of offsetting
+# coordinates; the same switch points as torchvision, so both give bit-identical results.
+_OFFSET_TRICK_MAX_NUMEL = {"cpu": 4000}
+_OFFSET_TRICK_MAX_NUMEL_OTHER = 20000
+
+
+def _threshold_below(iou_threshold: float, dtype: np.dtype) -> np.floating:
+    """The largest value ``t`` of ``dtype`` with ``t <= iou_threshold``.
+
+    For every ``x`` of ``dtype``, ``x > t`` holds exactly when ``float(x) > iou_threshold``, so the
+    comparison can stay in ``dtype`` and still match a comparison made in double precision.
+    """
+    t = np.asarray(iou_threshold, dtype=dtype)
+    if float(t) > iou_threshold:
+        t = np.nextafter(t, np.asarray(-np.inf, dtype=dtype))
+    return t[()]
+
+
+def _iou_above(
+    rows: np.ndarray, cols: np.ndarray, coords: np.ndarray, area: np.ndarray, threshold: np.floating
+) -> np.ndarray:
+    """Whether IoU > threshold for every (row, col) pair.
+
+    Args:
+        rows: ``[R]`` box indices.
+        cols: ``[M]`` box indices.
+        coords: ``[4, N]`` x1, y1, x2, y2 rows.
+        area: ``[N]`` box areas.
+        threshold: from ``_threshold_below``.
+
+    Returns:
+        ``[R, M]`` bool.
+    """
+    x1, y1, x2, y2 = coords
+    w = np.minimum(x2[rows, None], x2[cols])
+    w -= np.maximum(x1[rows, None], x1[cols])
+    np.maximum(w, 0, out=w)
+    h = np.minimum(y2[rows, None], y2[cols])
+    h -= np.maximum(y1[rows, None], y1[cols])
+    np.maximum(h, 0, out=h)
+    w *= h  # intersection
+    union = area[rows, None] + area[cols]
+    union -= w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w /= union  # 0/0 (two empty boxes) is NaN and never above the threshold
+    return w > threshold
+
+
+def _greedy_keep(
+    coords: np.ndarray, threshold: np.floating, groups: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Greedy NMS over boxes already in visiting order.
+
+    Args:
+        coords: ``[4, N]`` x1, y1, x2, y2 rows, boxes sorted by decreasing score.
+        threshold: from ``_threshold_below``.
+        groups: optional ``[N]`` non-decreasing group ids; boxes only suppress boxes of
+            their own group (each group's boxes still by decreasing score).
+
+    Returns:
+        ``[N]`` bool, True for kept boxes.
+    """
+    n = coords.shape[1]
+    x1, y1, x2, y2 = coords
+    area = (x2 - x1) * (y2 - y1)
+    alive = np.ones(n, dtype=bool)
+    group_end = None
+    if groups is not None:
+        # group_end[i]: one past the last position of i's group.
+        group_end = np.searchsorted(groups, groups, side="right")
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        rows = start + np.flatnonzero(alive[start:stop])
+        if rows.size == 0:
+            continue
+        # Greedy pass inside the block.
+        over = np.triu(_iou_above(rows, rows, coords, area, threshold), 1)  # [R, R]
+        if groups is not None:
+            over &= groups[rows, None] == groups[rows]
+        suppressed = np.zeros(rows.size, dtype=bool)
+        for r in np.flatnonzero(over.any(axis=1)).tolist():
+            if not suppressed[r]:
+                suppressed |= over[r]
+        alive[rows[suppressed]] = False
+        kept = rows[~suppressed]
+        # The block's kept boxes suppress later boxes.
+        end = n if group_end is None else int(group_end[rows[-1]])
+        later = stop + np.flatnonzero(alive[stop:end])
+        for tile_start in range(0, later.size, _TILE):
+            cols = later[tile_start : tile_start + _TILE]
+            hit = _iou_above(kept, cols, coords, area, threshold)  # [K, T]
+            if groups is not None:
+                hit &= groups[kept, None] == groups[cols]
+            alive[cols[hit.any(axis=0)]] = False
+    return alive
+
+
+def _as_numpy_coords(boxes: Tensor) -> np.ndarray:
+    """``[N, 4]`` boxes -> ``[4, N]`` contiguous float32/float64 NumPy array on the CPU."""
+    boxes = boxes.detach()
+    if boxes.dtype != torch.float64:
+        boxes = boxes.float()
+    return np.ascontiguousarray(boxes.cpu().numpy().T)
+
+
+def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"nms expects boxes of shape [N, 4], got {tuple(boxes.shape)}")
+    if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"nms expects scores of shape [N] with N = {boxes.shape[0]} boxes, got {tuple(scores.shape)}")
+
+
+def _score_order(scores: Tensor) -> Tensor:
+    """``[N]`` indices by decreasing score, ties by increasing index."""
+    return torch.sort(scores.detach().cpu(), descending=True, stable=True)[1]
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: ``[N, 4]`` boxes in ``xyxy`` format.
+        scores: ``[N]`` scores.
+        iou_threshold: a box is discarded when its IoU with a kept, higher-scoring box is
+            greater than this.
+
+    Returns:
+        ``[K]`` int64 indices of the kept boxes, by decreasing score, on ``boxes.device``.
+    """
+    _check_inputs(boxes, scores)
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = _score_order(scores)  # [N]
+    coords = _as_numpy_coords(boxes)[:, order.numpy()]
+    keep = _greedy_keep(coords, _threshold_below(iou_threshold, coords.dtype))
+    return order[torch.from_numpy(keep)].to(boxes.device)
+
+
+def _batched_nms_offset(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """Shift each class's boxes far apart so that one NMS never mixes classes."""
+    max_coordinate = boxes.max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # [N]
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """One greedy pass over boxes ordered by (class, decreasing score), suppressing within class."""
+    order = _score_order(scores)  # [N]
+    classes = idxs.detach().cpu()[order]
+    by_class = torch.sort(classes, stable=True)[1]
+    order = order[by_class]
+    coords = _as_numpy_coords(boxes)[:, order.numpy()]
+    groups = classes[by_class].numpy()
+    keep = order[torch.from_numpy(_greedy_keep(coords, _threshold_below(iou_threshold, coords.dtype), groups))]
+    keep = torch.sort(keep)[0]
+    keep = keep[torch.sort(scores.detach().cpu()[keep], descending=True, stable=True)[1]]
+    return keep.to(boxes.device)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """Non-maximum suppression run independently per category.
+
+    Args:
+        boxes: ``[N, 4]`` boxes in ``xyxy`` format.
+        scores: ``[N]`` scores.
+        idxs: ``[N]`` integer category of each box; boxes of different categories never
+            suppress each other.
+        iou_threshold: as in ``nms``.
+
+    Returns:
+        ``[K]`` int64 indices of the kept boxes, by decreasing score, on ``boxes.device``.
+    """
+    _check_inputs(boxes, scores)
+    if idxs.shape != scores.shape:
+        raise ValueError(f"batched_nms expects idxs of shape {tuple(scores.shape)}, got {tuple(idxs.shape)}")
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    limit = _OFFSET_TRICK_MAX_NUMEL.get(boxes.device.type, _OFFSET_TRICK_MAX_NUMEL_OTHER)
+    if boxes.numel() > limit:
+        return _batched_nms_grouped(boxes, scores, idxs, iou_threshold)
+    return _batched_nms_offset(boxes, scores, idxs, iou_threshold)
