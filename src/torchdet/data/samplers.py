@@ -80,9 +80,7 @@ class GroupedBatchSampler(Sampler[List[int]]):
     def __iter__(self) -> Iterator[List[int]]:
         buffers: Dict[int, List[int]] = defaultdict(list)
         for index in self.sampler:
-            if not 0 <= index < len(self.group_ids):
-                raise IndexError(f"sampler gave index {index} but group_ids has {len(self.group_ids)} entries")
-            buffer = buffers[self.group_ids[index]]
+            buffer = buffers[self._group_of(index)]
             buffer.append(index)
             if len(buffer) == self.batch_size:
                 yield list(buffer)
@@ -92,10 +90,15 @@ class GroupedBatchSampler(Sampler[List[int]]):
                 if buffer:
                     yield list(buffer)
 
+    def _group_of(self, index: int) -> int:
+        if not 0 <= index < len(self.group_ids):
+            raise IndexError(f"sampler gave index {index} but group_ids has {len(self.group_ids)} entries")
+        return self.group_ids[index]
+
     def _group_counts(self) -> Counter:
         if len(self.sampler) == len(self.group_ids):  # the sampler covers the dataset once
             return Counter(self.group_ids)
-        return Counter(self.group_ids[index] for index in self.sampler)
+        return Counter(self._group_of(index) for index in self.sampler)
 
     def __len__(self) -> int:
         counts = self._group_counts().values()
