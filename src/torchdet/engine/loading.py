@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -95,10 +94,10 @@ def _from_weights_enum(model_name: str, name: str, overrides: Dict[str, Any]) ->
 
 
 def _weights_enum_of(builder: Any, model_name: str) -> Any:
-    """The weights enum class that goes with `builder` (torchdet.weights' registry)."""
+    """The weights enum class that goes with the zoo builder `model_name`."""
+    from torchdet.weights.registry import get_model_weights
+
     try:
-        registry = importlib.import_module("torchdet.weights")
-        get_weight_enum = getattr(registry, "get_model_weights")
-    except (ImportError, AttributeError):
-        raise ValueError(f"published weights for {model_name} are not available in this installation") from None
-    return get_weight_enum(builder)
+        return get_model_weights(model_name)
+    except ValueError:
+        raise ValueError(f"{model_name} has no published weights; pass a checkpoint file as --weights") from None

@@ -168,14 +168,8 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
 def _save_picture(image: torch.Tensor, output: Dict[str, torch.Tensor], categories: Sequence[str], path: Path,
                   skeleton: Optional[Sequence[Tuple[int, int]]]) -> None:
     """Draw `output` on `image` [3, H, W] (0..1) and save it to `path`."""
-    from PIL import Image
+    from torchdet.visualization import draw_detections, save_image
 
-    from torchdet.visualization import draw_detections
-
-    drawn = draw_detections(image, output, categories=list(categories), skeleton=skeleton)
-    if isinstance(drawn, torch.Tensor):
-        array = drawn
-        if array.is_floating_point():
-            array = (array.clamp(0, 1) * 255).round()
-        drawn = Image.fromarray(array.to(torch.uint8).permute(1, 2, 0).contiguous().numpy())
-    drawn.save(path)
+    drawn = draw_detections(image, output, categories=list(categories), score_thresh=0.0,
+                            connectivity=[tuple(pair) for pair in skeleton] if skeleton else None)
+    save_image(drawn, path)
