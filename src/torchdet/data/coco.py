@@ -229,11 +229,16 @@ class CocoDetection(DetectionDataset):
 
     def _warn_degenerate_boxes(self) -> None:
         """Warn once with the number of (non-crowd) boxes that will be dropped for zero size."""
-        dropped = 0
-        for record in self.records:
-            anns = self._training_annotations(record.image_id)
-            if anns:
-                dropped += int((~self._valid_boxes(anns, record.height, record.width)[1]).sum())
+        sizes = {record.image_id: (record.width or np.inf, record.height or np.inf) for record in self.records}
+        anns = [ann for ann in self.coco.dataset["annotations"] if not ann.get("iscrowd", 0)]
+        if not anns:
+            return
+        xywh = np.asarray([ann["bbox"] for ann in anns], dtype=np.float64).reshape(-1, 4)
+        limits = np.asarray([sizes[ann["image_id"]] for ann in anns], dtype=np.float64)  # [N, 2] (w, h)
+        x1, y1 = np.clip(xywh[:, 0], 0, limits[:, 0]), np.clip(xywh[:, 1], 0, limits[:, 1])
+        x2 = np.clip(xywh[:, 0] + xywh[:, 2], 0, limits[:, 0])
+        y2 = np.clip(xywh[:, 1] + xywh[:, 3], 0, limits[:, 1])
+        dropped = int(((x2 <= x1) | (y2 <= y1)).sum())
         if dropped:
             warnings.warn(
                 f"'{self.annotation_file}': {dropped} annotation(s) have a box of zero width or height "
