@@ -111,6 +111,12 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
                                    skip_bad_images=data_args["skip_bad_images"])
         extra["skeleton"] = [list(pair) for pair in getattr(train_set, "skeleton", None) or []] or None
         n_classes = num_classes or train_set.num_classes
+        if n_classes < train_set.num_classes:
+            beyond = train_set.categories[n_classes:]
+            raise ValueError(f"the dataset has {train_set.num_classes - 1} categories but the model is built for "
+                             f"{n_classes - 1} (num_classes={n_classes} with the background): labels "
+                             f"{n_classes}..{train_set.num_classes - 1} ({beyond[:5]}) are beyond the model's classes. "
+                             f"Drop --num-classes or pass at least {train_set.num_classes}")
         categories = list(train_set.categories) + [f"class_{i}" for i in range(train_set.num_classes, n_classes)]
         kwargs = {**model_kwargs, "num_classes": n_classes}
         if "keypoints" in outputs and builder_accepts(builder, "num_keypoints"):

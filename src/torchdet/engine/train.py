@@ -307,7 +307,7 @@ class Trainer:
                 loss_dict = self.ddp(images, targets)
             loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
-                values = {k: round(float(v), 4) for k, v in loss_dict.items()}
+                values = {k: round(float(v.detach()), 4) for k, v in loss_dict.items()}
                 raise FloatingPointError(
                     f"the loss is {float(loss)} at epoch {self.epoch + 1}, iteration {i} ({values}); training "
                     f"diverged. Lower the learning rate (now {self.optimizer.param_groups[0]['lr']:.3g}), "
@@ -323,8 +323,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             for k, v in loss_dict.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["loss"] = sums.get("loss", 0.0) + float(loss)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             count += 1
             if self.show_bars:
                 bar.set_postfix(loss=f"{sums['loss'] / count:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}")
