@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -534,7 +534,9 @@ class SanitizeBoxes:
 
     Dropped boxes take their labels, masks, keypoints and other per-instance fields with them.
     Each call that drops boxes warns (:class:`DroppedBoxesWarning`) with the count; the running
-    total is in ``num_dropped``. ``min_size=0`` drops only boxes of zero width or height.
+    total is in ``num_dropped``. The default ``min_size=1`` (as torchvision's
+    ``SanitizeBoundingBoxes``) also drops sub-pixel slivers left by crops; ``min_size=0`` drops
+    only boxes of zero width or height.
     """
 
     def __init__(self, min_size: float = 1.0, warn: bool = True) -> None:
