@@ -309,7 +309,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 values = {k: round(float(v.detach()), 4) for k, v in loss_dict.items()}
                 raise FloatingPointError(
-                    f"the loss is {float(loss)} at epoch {self.epoch + 1}, iteration {i} ({values}); training "
+                    f"the loss is {float(loss.detach())} at epoch {self.epoch + 1}, iteration {i} ({values}); training "
                     f"diverged. Lower the learning rate (now {self.optimizer.param_groups[0]['lr']:.3g}), "
                     "add --clip-grad 10, or lengthen the warm-up")
             self.optimizer.zero_grad(set_to_none=True)
