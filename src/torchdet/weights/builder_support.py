@@ -34,6 +34,7 @@ __all__ = [
     "ResolvedWeights",
     "resolve_weights",
     "resolve_num_keypoints",
+    "resolve_backbone_weights",
     "load_weights",
     "overwrite_eps",
     "ZERO_EPS_WEIGHTS",
@@ -146,6 +147,18 @@ def resolve_num_keypoints(weights: Optional[WeightsLike], num_keypoints: Optiona
         if expected is not None:
             return _ovewrite_value_param("num_keypoints", num_keypoints, expected)
     return default if num_keypoints is None else num_keypoints
+
+
+def resolve_backbone_weights(weights: Any, weights_enum: Type[WeightsEnum], kwargs: Dict[str, Any]) -> Optional[WeightsLike]:
+    """For a classification backbone constructor (``resnet50(weights=...)``): verify ``weights`` and set
+    ``kwargs["num_classes"]`` to the number of categories the weights have (an error if it differs).
+    """
+    weights = weights_enum.verify(weights)
+    if weights is not None:
+        categories = weights.meta.get("categories")
+        if categories is not None:
+            _ovewrite_named_param(kwargs, "num_classes", len(categories))
+    return weights
 
 
 def overwrite_eps(model: nn.Module, eps: float) -> None:

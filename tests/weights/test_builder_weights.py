@@ -1,0 +1,188 @@
+"""The builders with pretrained weights, as torchvision's: ``builder(weights="DEFAULT")`` loads the file that
+torch.hub's cache holds under its official name, bit for bit.
+
+The checkpoints are made with the oracle's fill from torchvision's state_dict manifest, so they have
+exactly the official files' keys and shapes. No network: the autouse fixture blocks it, which also
+proves that ``weights_backbone`` is ignored when ``weights`` is given.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Callable, Dict
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from _oracle import golden_manifest
+from oracle.fill import fill_state_dict, fill_value
+from torchdet.ops.misc import FrozenBatchNorm2d
+from torchdet.weights import hub, registry
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchdet.weights.builder_support import ZERO_EPS_WEIGHTS
+
+DETECTION = registry.list_models(module="torchdet.models")
+# Builders whose pretrained backbone has FrozenBatchNorm2d (the v2 models and SSDlite keep BatchNorm2d).
+FROZEN_BN = {"fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
+             "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn"}
+RESNET_FPN = {n for n in DETECTION if "resnet50_fpn" in n}
+SEED = 7
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    """The builder, or a skip when its module (or a torchdet module it needs) is not written yet."""
+    module_name = registry.BUILDERS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("torchdet."):
+            pytest.skip(f"{name}: torchdet module {e.name} is not written yet")
+        raise
+    if hasattr(module, "require_no_weights"):  # the placeholder of torchdet.models._weights_pending
+        pytest.skip(f"{name} is not wired to torchdet.weights yet")
+    return getattr(module, name)
+
+
+def _build(builder: Callable[..., nn.Module], **kwargs: object) -> nn.Module:
+    try:
+        return builder(**kwargs)
+    except NotImplementedError as e:
+        if "not available in this version of torchdet yet" in str(e):
+            pytest.skip(f"{builder.__name__} is not wired to torchdet.weights yet")
+        raise
+
+
+def _official_like_checkpoint(name: str) -> Dict[str, Tensor]:
+    """torchvision's keys and shapes for ``name``, filled by the oracle (counters as BatchNorm2d saves them)."""
+    return {key: torch.tensor(0) if key.endswith("num_batches_tracked") else fill_value(key, tuple(shape), SEED)
+            for key, shape in golden_manifest(name).items()}
+
+
+def _assert_loaded(model: nn.Module, checkpoint: Dict[str, Tensor]) -> None:
+    got = model.state_dict()
+    assert set(got) <= set(checkpoint), sorted(set(got) - set(checkpoint))[:5]
+    different = [k for k, v in got.items() if not k.endswith("num_batches_tracked") and not torch.equal(v, checkpoint[k])]
+    assert not different, different[:5]
+
+
+@pytest.mark.parametrize("name", DETECTION)
+def test_default_weights_load_bit_for_bit(name: str, torch_home: Path) -> None:
+    builder = _builder(name)
+    weights = registry.get_model_weights(name).DEFAULT
+    checkpoint = _official_like_checkpoint(name)
+    torch_home.mkdir(parents=True)
+    torch.save(checkpoint, torch_home / weights.file_name)
+
+    model = _build(builder, weights="DEFAULT")  # weights_backbone keeps its default and is ignored
+
+    _assert_loaded(model, checkpoint)
+    assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
+    frozen = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert bool(frozen) == (name in FROZEN_BN)
+    eps = 0.0 if repr(weights) in ZERO_EPS_WEIGHTS else 1e-5
+    assert all(m.eps == eps for m in frozen)
+    if name in RESNET_FPN:  # trainable_backbone_layers defaults to 3: conv1 and layer1 stay frozen
+        params = dict(model.named_parameters())
+        assert not params["backbone.body.conv1.weight"].requires_grad
+        assert not params["backbone.body.layer1.0.conv1.weight"].requires_grad
+        assert params["backbone.body.layer2.0.conv1.weight"].requires_grad
+
+
+def test_weights_by_member_full_name_and_local_path(torch_home: Path, tmp_path: Path) -> None:
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    builder = _builder(name)
+    enum = registry.get_model_weights(name)
+    checkpoint = _official_like_checkpoint(name)
+    local = tmp_path / "somewhere" / "my_copy.pth"
+    local.parent.mkdir()
+    torch.save(checkpoint, local)
+    _assert_loaded(_build(builder, weights=str(local)), checkpoint)
+
+    torch_home.mkdir(parents=True)
+    torch.save(checkpoint, torch_home / enum.COCO_V1.file_name)
+    _assert_loaded(_build(builder, weights=enum.COCO_V1), checkpoint)
+    _assert_loaded(_build(builder, weights=f"{enum.__name__}.COCO_V1"), checkpoint)
+
+    training = tmp_path / "last.pt"  # a torchdet training checkpoint of 3 classes
+    small = _build(builder, weights=None, weights_backbone=None, num_classes=3)
+    fill_state_dict(small, SEED)
+    torch.save({"model": small.state_dict(), "builder": name, "builder_kwargs": {"num_classes": 3},
+                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], "epoch": 1}, training)
+    _assert_loaded(_build(builder, weights=str(training)), small.state_dict())
+
+
+def test_num_classes_must_match_the_weights() -> None:
+    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    with pytest.raises(ValueError, match="num_classes=3"):
+        _build(builder, weights="DEFAULT", num_classes=3)
+
+
+def test_trainable_backbone_layers_are_validated() -> None:
+    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    with pytest.raises(ValueError, match="7"):
+        _build(builder, weights="DEFAULT", trainable_backbone_layers=7)
+
+
+def test_wrong_architecture_lists_keys(tmp_path: Path) -> None:
+    builder = _builder("ssdlite320_mobilenet_v3_large")
+    path = tmp_path / "other.pth"
+    torch.save(_official_like_checkpoint("fasterrcnn_mobilenet_v3_large_320_fpn"), path)
+    with pytest.raises(hub.CheckpointMismatchError) as info:
+        _build(builder, weights=str(path))
+    message = str(info.value)
+    assert str(path) in message and "missing" in message and "not in the model" in message
+    assert "'backbone.features.0.0.0.weight'" in message and "'backbone.body.0.0.weight'" in message
+
+
+def test_default_backbone_weights_come_from_the_cache(torch_home: Path) -> None:
+    """Without ``weights``, the builder's default ``weights_backbone`` (ImageNet) is loaded, frozen BN and all."""
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    builder = _builder(name)
+    backbone = importlib.import_module("torchdet.backbones.mobilenet_v3").mobilenet_v3_large(weights=None)
+    imagenet = fill_state_dict(backbone, SEED).state_dict()
+    torch_home.mkdir(parents=True)
+    torch.save(imagenet, torch_home / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name)
+
+    model = _build(builder)  # torchvision's default: weights_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1
+
+    body = model.backbone.body.state_dict()
+    for key, value in body.items():
+        assert torch.equal(value, imagenet[f"features.{key}"]), key
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+
+
+def test_resnet_backbone_weights(torch_home: Path) -> None:
+    builder = _builder("fasterrcnn_resnet50_fpn")
+    resnet = importlib.import_module("torchdet.backbones.resnet").resnet50(weights=None)
+    imagenet = fill_state_dict(resnet, SEED).state_dict()  # has num_batches_tracked, which FrozenBN drops
+    torch_home.mkdir(parents=True)
+    torch.save(imagenet, torch_home / ResNet50_Weights.IMAGENET1K_V1.file_name)
+    model = _build(builder, weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
+    for key, value in model.backbone.body.state_dict().items():
+        assert torch.equal(value, imagenet[key]), key
+    assert all(m.eps == 1e-5 for m in model.modules() if isinstance(m, FrozenBatchNorm2d))
+
+
+def test_offline_default_backbone_says_what_to_do(torch_home: Path) -> None:
+    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    with pytest.raises(hub.CheckpointDownloadError) as info:
+        _build(builder)
+    message = str(info.value)
+    assert "weights_backbone=None" in message
+    assert str(torch_home / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name) in message
+
+
+def test_backbone_constructors_load_imagenet_weights(torch_home: Path) -> None:
+    resnet50 = importlib.import_module("torchdet.backbones.resnet").resnet50
+    if "require_no_weights" in inspect.getsource(resnet50):  # the placeholder of backbones._weights_pending
+        pytest.skip("resnet50 is not wired to torchdet.weights yet")
+    reference = fill_state_dict(resnet50(weights=None), SEED).state_dict()
+    torch_home.mkdir(parents=True)
+    torch.save(reference, torch_home / ResNet50_Weights.IMAGENET1K_V2.file_name)
+    model = resnet50(weights="DEFAULT")
+    _assert_loaded(model, reference)
+    assert model.fc.out_features == 1000
+    with pytest.raises(ValueError, match="num_classes"):
+        resnet50(weights="DEFAULT", num_classes=10)
