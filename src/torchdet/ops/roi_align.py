@@ -65,7 +65,7 @@ def _check_rois(rois: Tensor) -> None:
 
 
 def _axis_samples(
-    start: Tensor, bin_size: Tensor, grid: Tensor, max_grid: int, pooled: int, length: int
+    start: Tensor, bin_size: Tensor, grid: Tensor, max_grid: int, pooled: int, length: Tensor
 ) -> Tuple[Tensor, Tensor]:
     """Bilinear taps along one axis for every (RoI, bin, sample).
 
@@ -75,7 +75,7 @@ def _axis_samples(
         grid: ``[K]`` int samples per bin along the axis (0 allowed).
         max_grid: at least ``grid.max()``; samples past a RoI's own grid get zero weight.
         pooled: number of output bins along the axis.
-        length: feature-map size along the axis.
+        length: ``[K]`` int feature-map size along the axis.
 
     Returns:
         ``(index, weight)``, both ``[K, pooled, max_grid, 2]``: the low and high pixel of each
@@ -85,14 +85,14 @@ def _axis_samples(
     bins = torch.arange(pooled, dtype=dtype, device=start.device)[None, :, None]  # [1, P, 1]
     steps = torch.arange(max_grid, device=start.device)  # [G]
     start, bin_size = start[:, None, None], bin_size[:, None, None]  # [K, 1, 1]
-    grid = grid[:, None, None]  # [K, 1, 1]
+    grid, length = grid[:, None, None], length[:, None, None]  # [K, 1, 1]
     # Same operation order as the reference kernel, so positions agree to the last bit.
     pos = start + bins * bin_size + (steps.to(dtype) + 0.5) * bin_size / grid.clamp(min=1).to(dtype)  # [K, P, G]
-    valid = (steps < grid) & (pos >= -1.0) & (pos <= length)
+    valid = (steps < grid) & (pos >= -1.0) & (pos <= length.to(dtype))
     pos = torch.where(valid, pos.clamp(min=0.0), torch.zeros((), dtype=dtype, device=pos.device))
     low = pos.long()  # truncation == floor, pos >= 0
     at_end = low >= length - 1
-    low = torch.where(at_end, torch.full_like(low, length - 1), low)
+    low = torch.where(at_end, length - 1, low)
     high = torch.where(at_end, low, low + 1)
     frac = torch.where(at_end, torch.zeros_like(pos), pos - low.to(dtype))
     zero = torch.zeros_like(pos)
@@ -102,20 +102,22 @@ def _axis_samples(
 
 
 def _roi_geometry(
-    rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+    rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: Tensor, sampling_ratio: int, aligned: bool
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Start, bin size and samples per bin of every RoI, in both directions.
+
+    Args:
+        rois: ``[K, 5]`` ``(batch index, x1, y1, x2, y2)`` in the compute dtype.
+        spatial_scale: ``[K]`` or scalar tensor, same dtype.
 
     Returns:
         ``(start_y, start_x, bin_h, bin_w, grid_h, grid_w)``, each ``[K]``.
     """
-    dtype = rois.dtype
-    scale = torch.tensor(spatial_scale, dtype=dtype, device=rois.device)
-    offset = torch.tensor(0.5 if aligned else 0.0, dtype=dtype, device=rois.device)
-    start_x = rois[:, 1] * scale - offset
-    start_y = rois[:, 2] * scale - offset
-    roi_w = rois[:, 3] * scale - offset - start_x
-    roi_h = rois[:, 4] * scale - offset - start_y
+    offset = torch.tensor(0.5 if aligned else 0.0, dtype=rois.dtype, device=rois.device)
+    start_x = rois[:, 1] * spatial_scale - offset
+    start_y = rois[:, 2] * spatial_scale - offset
+    roi_w = rois[:, 3] * spatial_scale - offset - start_x
+    roi_h = rois[:, 4] * spatial_scale - offset - start_y
     if not aligned:
         roi_w = roi_w.clamp(min=1.0)
         roi_h = roi_h.clamp(min=1.0)
@@ -130,15 +132,114 @@ def _roi_geometry(
     return start_y, start_x, bin_h, bin_w, grid_h, grid_w
 
 
-def _chunks(cost: List[int], budget: int) -> List[Tuple[int, int]]:
-    """Split ``cost`` (non-decreasing per-item padded cost) into ranges whose padded total fits ``budget``."""
-    ranges, begin = [], 0
-    for i, c in enumerate(cost):
-        if i > begin and (i + 1 - begin) * c > budget:
+def _chunk_bounds(entries_per_roi: Tensor, budget: int) -> List[Tuple[int, int]]:
+    """Consecutive RoI ranges whose total gathered entries stay within ``budget`` (at least one RoI each)."""
+    ends = torch.cumsum(entries_per_roi, 0).tolist()
+    ranges, begin, used = [], 0, 0
+    for i, total in enumerate(ends):
+        if i > begin and total - used > budget:
             ranges.append((begin, i))
-            begin = i
-    ranges.append((begin, len(cost)))
+            begin, used = i, ends[i - 1]
+    ranges.append((begin, len(ends)))
     return ranges
+
+
+def _pool_chunk(
+    table: Tensor,
+    base: Tensor,
+    height: Tensor,
+    width: Tensor,
+    geometry: Tuple[Tensor, ...],
+    pooled_h: int,
+    pooled_w: int,
+) -> Tensor:
+    """RoIAlign for one chunk of ``k`` RoIs: ``[k * ph * pw, C]`` bins in RoI order.
+
+    Every output bin is a bag of ``4 * grid_h * grid_w`` (table row, weight) entries. RoIs with
+    the same grid are built together (no padding) and written into one ragged entry list in RoI
+    order, then a single ``embedding_bag`` sums all bags.
+    """
+    start_y, start_x, bin_h, bin_w, grid_h, grid_w = geometry
+    device, dtype = table.device, table.dtype
+    k = base.numel()
+    bins = pooled_h * pooled_w
+    taps = 4 * grid_h * grid_w  # [k] entries per bin
+    roi_entries = taps * bins
+    roi_offset = torch.cumsum(roi_entries, 0) - roi_entries  # [k] first entry of each RoI
+    total = int(roi_entries.sum())
+    entries = torch.zeros(total, dtype=torch.int64, device=device)
+    weights = torch.zeros(total, dtype=dtype, device=device)
+    inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(dtype)  # [k]
+    group_key = grid_h * (int(grid_w.max()) + 1) + grid_w
+    for key in torch.unique(group_key).tolist():
+        members = torch.nonzero(group_key == key).flatten()
+        gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
+        if gh * gw == 0:
+            continue  # empty grid: the bins stay zero
+        m = members.numel()
+        y_index, y_weight = _axis_samples(
+            start_y[members], bin_h[members], grid_h[members], gh, pooled_h, height[members]
+        )
+        x_index, x_weight = _axis_samples(
+            start_x[members], bin_w[members], grid_w[members], gw, pooled_w, width[members]
+        )
+        row_start = base[members].view(m, 1, 1) + y_index.view(m, pooled_h, -1) * width[members].view(m, 1, 1)
+        y_weight = y_weight.view(m, pooled_h, -1) * inv_count[members].view(m, 1, 1)  # [m, ph, 2*gh]
+        # [m, ph, pw, 2*gh, 2*gw]: all taps of every bin, bin-major as embedding_bag expects.
+        group_entries = row_start.view(m, pooled_h, 1, -1, 1) + x_index.view(m, 1, pooled_w, 1, -1)
+        group_weights = y_weight.view(m, pooled_h, 1, -1, 1) * x_weight.view(m, 1, pooled_w, 1, -1)
+        where = (roi_offset[members].view(m, 1) + torch.arange(bins * 4 * gh * gw, device=device)).flatten()
+        entries[where] = group_entries.flatten()
+        weights[where] = group_weights.flatten()
+    bag_offsets = (roi_offset.view(k, 1) + torch.arange(bins, device=device) * taps.view(k, 1)).flatten()
+    return F.embedding_bag(entries, table, bag_offsets, mode="sum", per_sample_weights=weights)
+
+
+def _pool_bins(
+    table: Tensor,
+    rois: Tensor,
+    base: Tensor,
+    height: Tensor,
+    width: Tensor,
+    spatial_scale: Tensor,
+    output_size: Tuple[int, int],
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """RoIAlign over a pixel table that may hold several images and feature levels.
+
+    Args:
+        table: ``[R, C]`` pixel vectors; RoI ``i`` reads the ``height[i] x width[i]`` map whose
+            row-major pixels start at table row ``base[i]``.
+        rois: ``[K, 5]`` ``(batch index, x1, y1, x2, y2)``, same dtype as ``table``.
+        base, height, width: ``[K]`` int64.
+        spatial_scale: ``[K]`` (or scalar) tensor, same dtype as ``table``.
+
+    Returns:
+        ``[K, ph, pw, C]`` pooled bins (channels last).
+    """
+    pooled_h, pooled_w = output_size
+    geometry = _roi_geometry(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned)
+    grid_h, grid_w = geometry[4], geometry[5]
+    entries_per_roi = 4 * grid_h * grid_w * (pooled_h * pooled_w)
+    pooled = [
+        _pool_chunk(
+            table, base[a:b], height[a:b], width[a:b], tuple(g[a:b] for g in geometry), pooled_h, pooled_w
+        )
+        for a, b in _chunk_bounds(entries_per_roi, _MAX_ENTRIES_PER_CHUNK)
+    ]
+    bins = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=0)  # [K * ph * pw, C]
+    return bins.view(rois.shape[0], pooled_h, pooled_w, table.shape[1])
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _pixel_table(feature: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B*H*W, C]`` (a free view when ``feature`` is channels_last)."""
+    batch, channels, height, width = feature.shape
+    return feature.to(dtype).permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
 
 
 def roi_align(
@@ -172,48 +273,23 @@ def roi_align(
     pooled_h, pooled_w = _pair(output_size)
     batch, channels, height, width = input.shape
     num_rois = rois.shape[0]
-    out_dtype = input.dtype
-    compute_dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
     if num_rois == 0 or height == 0 or width == 0:
         return input.new_zeros((num_rois, channels, pooled_h, pooled_w))
 
-    rois = rois.detach().to(device=input.device, dtype=compute_dtype)
-    # Pixel table, one C-vector per (image, row, column).
-    table = input.to(compute_dtype).permute(0, 2, 3, 1).reshape(batch * height * width, channels)
-    start_y, start_x, bin_h, bin_w, grid_h, grid_w = _roi_geometry(
-        rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned
-    )
+    batch_index = rois[:, 0]
+    if bool((batch_index < 0).any()) or bool((batch_index >= batch).any()):
+        raise ValueError(
+            f"roi_align: box batch indices must lie in [0, {batch - 1}] for an input of {batch} images, "
+            f"got values in [{float(batch_index.min())}, {float(batch_index.max())}]"
+        )
+    dtype = _compute_dtype(input.dtype)
+    rois = rois.detach().to(device=input.device, dtype=dtype)
+    table = _pixel_table(input, dtype)
     base = rois[:, 0].long() * (height * width)  # [K] first table row of each RoI's image
-    inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(compute_dtype)  # [K]
-
-    # Sort by samples per bin so each chunk pads its grid to nearly uniform sizes.
-    samples = grid_h * grid_w
-    order = torch.argsort(samples, stable=True)
-    bag = (samples[order].clamp(min=1) * 4 * pooled_h * pooled_w).tolist()
-    result = input.new_zeros((num_rois, channels, pooled_h, pooled_w), dtype=compute_dtype)
-    for begin, end in _chunks(bag, _MAX_ENTRIES_PER_CHUNK):
-        idx = order[begin:end]
-        gh, gw = int(grid_h[idx].max()), int(grid_w[idx].max())
-        y_index, y_weight = _axis_samples(start_y[idx], bin_h[idx], grid_h[idx], max(gh, 1), pooled_h, height)
-        x_index, x_weight = _axis_samples(start_x[idx], bin_w[idx], grid_w[idx], max(gw, 1), pooled_w, width)
-        k = idx.numel()
-        # [k, ph, pw, gh, gw, 2 (y tap), 2 (x tap)] -> one bag per output bin.
-        entry = (
-            base[idx].view(k, 1, 1, 1, 1, 1, 1)
-            + y_index.view(k, pooled_h, 1, -1, 1, 2, 1) * width
-            + x_index.view(k, 1, pooled_w, 1, -1, 1, 2)
-        )
-        weight = (
-            y_weight.view(k, pooled_h, 1, -1, 1, 2, 1)
-            * x_weight.view(k, 1, pooled_w, 1, -1, 1, 2)
-            * inv_count[idx].view(k, 1, 1, 1, 1, 1, 1)
-        )
-        bags = k * pooled_h * pooled_w
-        pooled = F.embedding_bag(
-            entry.reshape(bags, -1), table, mode="sum", per_sample_weights=weight.reshape(bags, -1)
-        )  # [k * ph * pw, C]
-        result[idx] = pooled.view(k, pooled_h, pooled_w, channels).permute(0, 3, 1, 2)
-    return result.to(out_dtype)
+    size = torch.full_like(base, height), torch.full_like(base, width)
+    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
+    bins = _pool_bins(table, rois, base, size[0], size[1], scale, (pooled_h, pooled_w), sampling_ratio, aligned)
+    return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
 
 
 class RoIAlign(nn.Module):

@@ -1,0 +1,170 @@
+"""Multi-scale RoIAlign over FPN levels (torchvision's ``MultiScaleRoIAlign``).
+
+Each box is pooled from one level, chosen by its size (FPN paper, eq. 1):
+``k = floor(canonical_level + log2(sqrt(area) / canonical_scale) + 1e-6)``, clamped to the
+levels present. A level's scale is inferred from its size relative to the largest image in
+the batch, rounded to a power of two.
+
+All levels are flattened into one pixel table and every box is pooled in a single pass, so the
+output comes out in the input box order without per-level scatter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from torchdet.ops.boxes import box_area
+from torchdet.ops.roi_align import _boxes_to_rois, _compute_dtype, _pair, _pixel_table, _pool_bins, roi_align
+
+__all__ = ["MultiScaleRoIAlign", "LevelMapper", "initLevelMapper"]
+
+
+class LevelMapper:
+    """Assigns each box to an FPN level (FPN paper, eq. 1).
+
+    Args:
+        k_min: finest level present (e.g. 2 for P2).
+        k_max: coarsest level present.
+        canonical_scale: box side that maps to ``canonical_level`` (224, the ImageNet size).
+        canonical_level: level of a ``canonical_scale`` box.
+        eps: added before the floor so that exact powers of two land on the higher level.
+    """
+
+    def __init__(
+        self, k_min: int, k_max: int, canonical_scale: int = 224, canonical_level: int = 4, eps: float = 1e-6
+    ) -> None:
+        self.k_min = k_min
+        self.k_max = k_max
+        self.s0 = canonical_scale
+        self.lvl0 = canonical_level
+        self.eps = eps
+
+    def __call__(self, boxlists: List[Tensor]) -> Tensor:
+        """Per-image ``[L_i, 4]`` boxes -> ``[sum L_i]`` int64 level indices, 0 for ``k_min``."""
+        side = torch.sqrt(torch.cat([box_area(boxes) for boxes in boxlists]))  # [K]
+        level = torch.floor(self.lvl0 + torch.log2(side / self.s0) + torch.tensor(self.eps, dtype=side.dtype))
+        level = torch.clamp(level, min=self.k_min, max=self.k_max)
+        return (level.to(torch.int64) - self.k_min).to(torch.int64)
+
+
+def initLevelMapper(  # noqa: N802 (torchvision's name)
+    k_min: int, k_max: int, canonical_scale: int = 224, canonical_level: int = 4, eps: float = 1e-6
+) -> LevelMapper:
+    return LevelMapper(k_min, k_max, canonical_scale, canonical_level, eps)
+
+
+def _infer_scale(feature: Tensor, original_size: Tuple[int, int]) -> float:
+    """Feature size over image size along the height, rounded to a power of two."""
+    approx = float(feature.shape[-2]) / float(original_size[0])
+    return 2 ** float(torch.tensor(approx).log2().round())
+
+
+def _setup_scales(
+    features: List[Tensor], image_shapes: List[Tuple[int, int]], canonical_scale: int, canonical_level: int
+) -> Tuple[List[float], LevelMapper]:
+    if not image_shapes:
+        raise ValueError("MultiScaleRoIAlign: image_shapes is empty; pass the (height, width) of every image")
+    max_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
+    scales = [_infer_scale(feature, max_size) for feature in features]
+    # Levels are the negative log2 of the scales: 1/4 -> level 2.
+    lvl_min = -math.log2(scales[0])
+    lvl_max = -math.log2(scales[-1])
+    return scales, initLevelMapper(int(lvl_min), int(lvl_max), canonical_scale, canonical_level)
+
+
+def _multiscale_roi_align(
+    features: List[Tensor],
+    boxes: List[Tensor],
+    output_size: Tuple[int, int],
+    sampling_ratio: int,
+    scales: List[float],
+    mapper: LevelMapper,
+) -> Tensor:
+    """Pool every box from its level. ``[K, C, h, w]``, boxes in input order."""
+    rois = _boxes_to_rois(boxes)
+    first = features[0]
+    if len(features) == 1:
+        return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+    num_rois, channels = rois.shape[0], first.shape[1]
+    if num_rois == 0:
+        return first.new_zeros((0, channels) + tuple(output_size))
+    device = first.device
+    dtype = _compute_dtype(first.dtype)
+    levels = mapper(boxes).to(device)  # [K]
+    rois = rois.detach().to(device=device, dtype=dtype)
+    heights = torch.tensor([f.shape[-2] for f in features], device=device)
+    widths = torch.tensor([f.shape[-1] for f in features], device=device)
+    level_rows = torch.tensor([f.shape[0] * f.shape[-2] * f.shape[-1] for f in features], device=device)
+    level_start = torch.cumsum(level_rows, 0) - level_rows  # first table row of each level
+    table = torch.cat([_pixel_table(f, dtype) for f in features], dim=0)  # [sum B*H*W, C]
+    height, width = heights[levels], widths[levels]  # [K]
+    base = level_start[levels] + rois[:, 0].long() * height * width
+    scale = torch.tensor(scales, dtype=dtype, device=device)[levels]
+    bins = _pool_bins(table, rois, base, height, width, scale, output_size, sampling_ratio, aligned=False)
+    return bins.permute(0, 3, 1, 2).contiguous().to(first.dtype)
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """RoIAlign over several feature maps, each box pooled from the level that fits its size.
+
+    Args:
+        featmap_names: keys of the feature dict to pool from, finest first.
+        output_size: ``h`` or ``(h, w)`` of the pooled features.
+        sampling_ratio: as in :func:`torchdet.ops.roi_align.roi_align`.
+        canonical_scale: box side mapped to ``canonical_level``.
+        canonical_level: FPN level of a ``canonical_scale`` box.
+    """
+
+    __annotations__ = {"scales": Optional[List[float]], "map_levels": Optional[LevelMapper]}
+
+    def __init__(
+        self,
+        featmap_names: List[str],
+        output_size: Union[int, Tuple[int], List[int]],
+        sampling_ratio: int,
+        *,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+    ) -> None:
+        super().__init__()
+        self.featmap_names = featmap_names
+        self.sampling_ratio = sampling_ratio
+        self.output_size = _pair(output_size)
+        self.scales: Optional[List[float]] = None
+        self.map_levels: Optional[LevelMapper] = None
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+
+    def forward(
+        self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]
+    ) -> Tensor:
+        """Pool boxes from the feature maps.
+
+        Args:
+            x: feature maps ``[B, C, H_l, W_l]`` by name; only ``featmap_names`` are used.
+            boxes: per image ``[L_i, 4]`` boxes in ``xyxy`` image coordinates.
+            image_shapes: ``(height, width)`` of each image (after resizing).
+
+        Returns:
+            ``[sum L_i, C, h, w]`` pooled features, in the order of ``boxes``.
+        """
+        missing = [name for name in self.featmap_names if name not in x]
+        if missing:
+            raise ValueError(f"MultiScaleRoIAlign: feature maps {missing} not found; available: {list(x)}")
+        features = [x[name] for name in self.featmap_names]
+        self.scales, self.map_levels = _setup_scales(
+            features, image_shapes, self.canonical_scale, self.canonical_level
+        )
+        return _multiscale_roi_align(
+            features, boxes, self.output_size, self.sampling_ratio, self.scales, self.map_levels
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
+            f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})"
+        )
+
