@@ -7,7 +7,7 @@ sized for images of a few hundred pixels. Builders take the zoo's arguments (`we
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -26,28 +26,34 @@ class TinyBackbone(nn.Module):
 
     Args:
         channels: output channels of each stage; stage i has stride 2 ** (i + 1).
+        blocks: extra stride-1 convs in each stage (an int applies to every stage).
         returned_stages: which stages (indices into `channels`) feed the FPN, finest first.
         out_channels: FPN channels.
-        blocks_per_stage: extra stride-1 convs per stage.
+        num_outputs: how many FPN levels to return, finest first (default: all); the coarser
+            levels still feed the finer ones through the FPN's top-down path.
         extra_pool: add a max-pooled level on top (as torchvision's LastLevelMaxPool).
 
     forward(images [N, 3, H, W]) -> OrderedDict of [N, out_channels, H / s, W / s], finest first.
     """
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64, 96, 128), returned_stages: Sequence[int] = (2, 3, 4),
-                 out_channels: int = 64, blocks_per_stage: int = 1, extra_pool: bool = False) -> None:
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 128, 128), blocks: Union[int, Sequence[int]] = 1,
+                 returned_stages: Sequence[int] = (2, 3, 4), out_channels: int = 64,
+                 num_outputs: Optional[int] = None, extra_pool: bool = False) -> None:
         super().__init__()
+        per_stage = [blocks] * len(channels) if isinstance(blocks, int) else list(blocks)
+        if len(per_stage) != len(channels):
+            raise ValueError(f"blocks={blocks!r} needs one entry per stage ({len(channels)} stages)")
         stages: List[nn.Module] = []
         in_channels = 3
-        for c in channels:
-            layers = [_conv_bn_relu(in_channels, c, stride=2)]
-            layers += [_conv_bn_relu(c, c) for _ in range(blocks_per_stage)]
+        for c, n in zip(channels, per_stage):
+            layers = [_conv_bn_relu(in_channels, c, stride=2)] + [_conv_bn_relu(c, c) for _ in range(n)]
             stages.append(nn.Sequential(*layers))
             in_channels = c
         self.stages = nn.ModuleList(stages)
         self.returned_stages = list(returned_stages)
         self.fpn = FeaturePyramidNetwork([channels[i] for i in self.returned_stages], out_channels,
                                          extra_blocks=LastLevelMaxPool() if extra_pool else None)
+        self.num_outputs = num_outputs
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
@@ -56,25 +62,31 @@ class TinyBackbone(nn.Module):
             x = stage(x)
             if i in self.returned_stages:
                 features[str(len(features))] = x
-        return self.fpn(features)
+        out = self.fpn(features)
+        if self.num_outputs is not None:
+            out = OrderedDict(list(out.items())[: self.num_outputs])
+        return out
 
 
 def fcos_tiny(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
-              weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 96, 128),
-              returned_stages: Sequence[int] = (2, 3, 4), fpn_channels: int = 64, head_convs: int = 2,
-              blocks_per_stage: int = 1, anchor_sizes: Optional[Sequence[int]] = None, **kwargs: Any) -> nn.Module:
-    """FCOS on `TinyBackbone` (defaults: levels at strides 8, 16, 32; 64-channel FPN; 2-conv towers).
+              weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 128, 128),
+              blocks: Union[int, Sequence[int]] = (0, 1, 1, 1, 1), returned_stages: Sequence[int] = (2, 3, 4),
+              num_levels: Optional[int] = 1, fpn_channels: int = 64, head_convs: int = 2,
+              anchor_sizes: Optional[Sequence[int]] = None, **kwargs: Any) -> nn.Module:
+    """FCOS on `TinyBackbone`. By default one detection level, stride 8, fed by an FPN over strides
+    8, 16 and 32 (for objects up to ~128 px); `num_levels=None` detects on all FPN levels.
 
     `anchor_sizes` (one per level, default the strides) set the object sizes each level learns:
-    level i takes objects whose centre-to-side distances lie in [4, 8] x anchor size.
+    level i takes objects whose largest centre-to-side distance lies in [4, 8] x its anchor size
+    (the first level from 0, the last without bound).
     """
     require_no_weights("fcos_tiny", weights, weights_backbone)
     from torchdet.models.anchor_utils import AnchorGenerator
     from torchdet.models.fcos import FCOS, FCOSHead
 
     num_classes = 91 if num_classes is None else num_classes
-    backbone = TinyBackbone(channels, returned_stages, fpn_channels, blocks_per_stage)
-    strides = [2 ** (i + 1) for i in returned_stages]
+    backbone = TinyBackbone(channels, blocks, returned_stages, fpn_channels, num_levels)
+    strides = [2 ** (i + 1) for i in returned_stages][: num_levels or len(returned_stages)]
     sizes = list(anchor_sizes) if anchor_sizes is not None else strides
     anchor_generator = AnchorGenerator(tuple((int(s),) for s in sizes), ((1.0,),) * len(sizes))
     head = FCOSHead(fpn_channels, 1, num_classes, num_convs=head_convs)
@@ -84,9 +96,9 @@ def fcos_tiny(*, weights: Any = None, progress: bool = True, num_classes: Option
 
 
 def fasterrcnn_tiny(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
-                    weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 96, 128),
-                    returned_stages: Sequence[int] = (2, 3, 4), fpn_channels: int = 64,
-                    representation_size: int = 256, blocks_per_stage: int = 1,
+                    weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 128, 128),
+                    blocks: Union[int, Sequence[int]] = (0, 1, 1, 1, 1), returned_stages: Sequence[int] = (2, 3, 4),
+                    fpn_channels: int = 64, representation_size: int = 256,
                     anchor_sizes: Optional[Sequence[int]] = None, **kwargs: Any) -> nn.Module:
     """Faster R-CNN on `TinyBackbone` with an FPN, 3 aspect ratios per level and a small box head."""
     require_no_weights("fasterrcnn_tiny", weights, weights_backbone)
@@ -95,7 +107,7 @@ def fasterrcnn_tiny(*, weights: Any = None, progress: bool = True, num_classes: 
     from torchdet.ops.poolers import MultiScaleRoIAlign
 
     num_classes = 91 if num_classes is None else num_classes
-    backbone = TinyBackbone(channels, returned_stages, fpn_channels, blocks_per_stage, extra_pool=True)
+    backbone = TinyBackbone(channels, blocks, returned_stages, fpn_channels, extra_pool=True)
     strides = [2 ** (i + 1) for i in returned_stages] + [2 ** (returned_stages[-1] + 2)]
     sizes = list(anchor_sizes) if anchor_sizes is not None else [4 * s for s in strides]
     anchor_generator = AnchorGenerator(tuple((int(s),) for s in sizes), ((0.5, 1.0, 2.0),) * len(sizes))
