@@ -1,0 +1,203 @@
+"""NMS: the oracle's kept indices, hand-checked cases, and properties against a slow greedy loop."""
+from __future__ import annotations
+
+from typing import List
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _oracle import load_ops
+from torchdet.ops.boxes import box_iou
+from torchdet.ops.nms import batched_nms, nms
+
+ORACLE = load_ops()
+
+
+def reference_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> List[int]:
+    """The textbook greedy loop: visit by score (ties: lower index), keep unless IoU > threshold."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    boxes = boxes.float() if boxes.dtype != torch.float64 else boxes
+    iou = box_iou(boxes, boxes).double()  # inter / (area_i + area_j - inter), compared as double
+    kept: List[int] = []
+    for i in order:
+        if all(not float(iou[k, i]) > iou_threshold for k in kept):
+            kept.append(i)
+    return kept
+
+
+# ---------------------------------------------------------------- oracle
+
+
+@pytest.mark.parametrize("case", ORACLE["nms"], ids=lambda c: f"n{len(c['scores'])}-iou{c['iou_threshold']}")
+def test_nms_matches_oracle(case: dict) -> None:
+    keep = nms(case["boxes"], case["scores"], case["iou_threshold"])
+    assert keep.dtype == torch.int64
+    assert torch.equal(keep, case["keep"])
+
+
+@pytest.mark.parametrize(
+    "case", ORACLE["batched_nms"], ids=lambda c: f"n{len(c['scores'])}-iou{c['iou_threshold']}"
+)
+def test_batched_nms_matches_oracle(case: dict) -> None:
+    keep = batched_nms(case["boxes"], case["scores"], case["idxs"], case["iou_threshold"])
+    assert torch.equal(keep, case["keep"])
+
+
+# ---------------------------------------------------------------- hand-checked cases
+
+
+def test_nms_suppresses_overlapping_lower_score() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [20.0, 20.0, 30.0, 30.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    # IoU(0, 1) = 81 / 119 = 0.68
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2]
+    assert nms(boxes, scores, 0.7).tolist() == [0, 1, 2]
+
+
+def test_nms_orders_by_score_not_index() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [5.0, 5.0, 6.0, 6.0], [10.0, 10.0, 11.0, 11.0]])
+    assert nms(boxes, torch.tensor([0.1, 0.9, 0.5]), 0.5).tolist() == [1, 2, 0]
+
+
+def test_nms_ties_keep_lower_index_first() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
+    scores = torch.tensor([0.5, 0.5, 0.5])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2]
+
+
+def test_nms_iou_equal_to_threshold_is_not_suppressed() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0]])  # IoU exactly 0.5
+    scores = torch.tensor([0.9, 0.8])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.49).tolist() == [0]
+
+
+def test_nms_compares_float_iou_with_double_threshold() -> None:
+    # IoU = 3 / 10 rounds to float32 0.30000001 > 0.3 (the double), so the box goes, as in
+    # torchvision's kernel; a float32 comparison (0.30000001 > float32(0.3)) would keep it.
+    boxes = torch.tensor([[0.0, 0.0, 3.0, 1.0], [0.0, 0.0, 10.0, 1.0]])
+    scores = torch.tensor([0.9, 0.8])
+    assert nms(boxes, scores, 0.3).tolist() == [0]
+
+
+def test_nms_empty_and_single() -> None:
+    empty = nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert empty.dtype == torch.int64 and empty.shape == (0,)
+    assert nms(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([0.3]), 0.5).tolist() == [0]
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).shape == (0,)
+
+
+def test_nms_degenerate_boxes_do_not_suppress() -> None:
+    boxes = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    assert nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_nms_other_dtypes(dtype: torch.dtype) -> None:
+    case = ORACLE["nms"][1]
+    boxes, scores = case["boxes"].to(dtype), case["scores"].to(dtype)
+    keep = nms(boxes, scores, case["iou_threshold"])
+    assert keep.dtype == torch.int64
+    assert keep.tolist() == reference_nms(boxes, scores, case["iou_threshold"])
+
+
+def test_batched_nms_classes_do_not_interact() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
+
+
+def test_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="boxes"):
+        nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match="scores"):
+        nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
+    with pytest.raises(ValueError, match="idxs"):
+        batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2, dtype=torch.int64), 0.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nms_cuda() -> None:
+    case = ORACLE["batched_nms"][1]
+    keep = batched_nms(case["boxes"].cuda(), case["scores"].cuda(), case["idxs"].cuda(), case["iou_threshold"])
+    assert keep.is_cuda and torch.equal(keep.cpu(), case["keep"])
+
+
+def _random_boxes(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 200
+    return torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 60 + 1], dim=1)
+
+
+def test_nms_many_blocks_matches_reference() -> None:
+    """Several greedy blocks and column tiles, many ties in score."""
+    boxes = _random_boxes(700, seed=3)
+    scores = torch.randint(0, 20, (700,), generator=torch.Generator().manual_seed(4)).float()
+    assert nms(boxes, scores, 0.4).tolist() == reference_nms(boxes, scores, 0.4)
+
+
+def test_batched_nms_grouped_path_equals_per_class_nms() -> None:
+    """Above 1000 boxes batched_nms groups by class (no coordinate offsets): exactly per-class NMS."""
+    n = 1500
+    boxes = _random_boxes(n, seed=5)
+    scores = torch.rand(n, generator=torch.Generator().manual_seed(6))
+    idxs = torch.randint(0, 7, (n,), generator=torch.Generator().manual_seed(7))
+    keep = batched_nms(boxes, scores, idxs, 0.5)
+    assert keep.tolist() == per_class_nms(boxes, scores, idxs, 0.5)
+
+
+def per_class_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, thr: float) -> List[int]:
+    kept: List[int] = []
+    for c in idxs.unique().tolist():
+        members = torch.where(idxs == c)[0]
+        kept += members[nms(boxes[members], scores[members], thr)].tolist()
+    return sorted(kept, key=lambda i: (-float(scores[i]), i))
+
+
+# ---------------------------------------------------------------- properties
+
+
+@st.composite
+def detections(draw: st.DrawFn, integer: bool = False):
+    """Boxes on a small grid (so overlaps and exact ties happen), scores with ties."""
+    n = draw(st.integers(1, 25))
+    if integer:
+        coord, side = st.integers(0, 20), st.integers(1, 12)
+    else:
+        coord = st.floats(0.0, 20.0, allow_nan=False, width=32)
+        side = st.floats(0.125, 12.0, allow_nan=False, width=32)
+    xywh = torch.tensor([[draw(coord), draw(coord), draw(side), draw(side)] for _ in range(n)], dtype=torch.float32)
+    boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+    scores = torch.tensor([draw(st.integers(0, 6)) / 6 for _ in range(n)], dtype=torch.float32)
+    return boxes, scores
+
+
+THRESHOLDS = st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(detections(), THRESHOLDS)
+def test_nms_properties(data, thr: float) -> None:
+    boxes, scores = data
+    keep = nms(boxes, scores, thr)
+    kept = keep.tolist()
+    assert len(set(kept)) == len(kept) and all(0 <= i < len(boxes) for i in kept)
+    assert bool((scores[keep][1:] <= scores[keep][:-1]).all()), "not sorted by decreasing score"
+    iou = box_iou(boxes, boxes).double()
+    for a, i in enumerate(kept):
+        for j in kept[a + 1 :]:
+            assert not float(iou[i, j]) > thr, f"kept boxes {i} and {j} overlap with IoU {float(iou[i, j])}"
+    rank = {i: r for r, i in enumerate(sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i)))}
+    for j in set(range(len(boxes))) - set(kept):
+        assert any(rank[i] < rank[j] and float(iou[i, j]) > thr for i in kept), f"box {j} removed without cause"
+    assert kept == reference_nms(boxes, scores, thr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(detections(integer=True), THRESHOLDS, st.data())
+def test_batched_nms_equals_per_class_nms(data, thr: float, draw) -> None:
+    boxes, scores = data
+    idxs = torch.tensor(draw.draw(st.lists(st.integers(0, 3), min_size=len(boxes), max_size=len(boxes))))
+    assert batched_nms(boxes, scores, idxs, thr).tolist() == per_class_nms(boxes, scores, idxs, thr)

@@ -1,0 +1,252 @@
+"""RoIAlign: the oracle's 24 configurations, hand-checked maps, a slow per-sample reference, autograd."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import torchdet.ops.roi_align as roi_align_module
+from _oracle import load_ops
+from torchdet.ops.roi_align import RoIAlign, roi_align
+
+ORACLE = load_ops()
+
+
+def reference_roi_align(
+    feature: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: tuple,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> torch.Tensor:
+    """One bilinear sample at a time, straight from the definition (slow; tiny inputs only)."""
+    _, channels, height, width = feature.shape
+    ph_out, pw_out = output_size
+    out = torch.zeros(len(rois), channels, ph_out, pw_out, dtype=torch.float64)
+    f = feature.double()
+
+    def bilinear(b: int, y: float, x: float) -> torch.Tensor:
+        if y < -1.0 or y > height or x < -1.0 or x > width:
+            return torch.zeros(channels, dtype=torch.float64)
+        y, x = max(y, 0.0), max(x, 0.0)
+        y0, x0 = int(y), int(x)
+        if y0 >= height - 1:
+            y0 = y1 = height - 1
+            y = float(y0)
+        else:
+            y1 = y0 + 1
+        if x0 >= width - 1:
+            x0 = x1 = width - 1
+            x = float(x0)
+        else:
+            x1 = x0 + 1
+        ly, lx = y - y0, x - x0
+        return (
+            (1 - ly) * (1 - lx) * f[b, :, y0, x0]
+            + (1 - ly) * lx * f[b, :, y0, x1]
+            + ly * (1 - lx) * f[b, :, y1, x0]
+            + ly * lx * f[b, :, y1, x1]
+        )
+
+    offset = 0.5 if aligned else 0.0
+    for k, (b, x1, y1, x2, y2) in enumerate(rois.double().tolist()):
+        sx, sy = x1 * spatial_scale - offset, y1 * spatial_scale - offset
+        rw, rh = x2 * spatial_scale - offset - sx, y2 * spatial_scale - offset - sy
+        if not aligned:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / ph_out, rw / pw_out
+        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / ph_out)
+        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / pw_out)
+        for p in range(ph_out):
+            for q in range(pw_out):
+                acc = torch.zeros(channels, dtype=torch.float64)
+                for iy in range(gh):
+                    for ix in range(gw):
+                        y = sy + p * bh + (iy + 0.5) * bh / gh
+                        x = sx + q * bw + (ix + 0.5) * bw / gw
+                        acc += bilinear(int(b), y, x)
+                out[k, :, p, q] = acc / max(gh * gw, 1)
+    return out
+
+
+def ramp(height: int, width: int) -> torch.Tensor:
+    """``[1, 1, H, W]`` map with value ``W * y + x``: bilinear sampling of it is exact."""
+    return torch.arange(height * width, dtype=torch.float32).view(1, 1, height, width)
+
+
+# ---------------------------------------------------------------- oracle
+
+
+def _case_id(case: dict) -> str:
+    return (
+        f"out{case['output_size']}-scale{case['spatial_scale']}-sr{case['sampling_ratio']}-"
+        f"{'aligned' if case['aligned'] else 'unaligned'}"
+    )
+
+
+@pytest.mark.parametrize("case", ORACLE["roi_align"], ids=_case_id)
+def test_roi_align_matches_oracle(case: dict) -> None:
+    out = roi_align(
+        case["input"], case["rois"], case["output_size"], case["spatial_scale"], case["sampling_ratio"], case["aligned"]
+    )
+    assert out.shape == case["output"].shape
+    torch.testing.assert_close(out, case["output"], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- hand-checked maps
+
+
+def test_integer_aligned_box_one_sample_per_bin() -> None:
+    # Box [0, 2] x [0, 2], 2 x 2 bins of size 1, one sample at each bin centre.
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1, aligned=False)
+    assert out.tolist() == [[[[2.5, 3.5], [6.5, 7.5]]]]
+
+
+def test_aligned_shifts_by_half_pixel() -> None:
+    # Same box, aligned: samples at pixel centres (0, 0), (0, 1), (1, 0), (1, 1).
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1, aligned=True)
+    assert out.tolist() == [[[[0.0, 1.0], [4.0, 5.0]]]]
+
+
+def test_adaptive_grid_and_last_row_clamp() -> None:
+    # Box [0, 4]^2 on a 4 x 4 map: bins of 2, ceil(4 / 2) = 2 samples per bin at 0.5, 1.5 | 2.5, 3.5.
+    # A sample at 3.5 lies past the last row/column (3) and reads it: coordinates 2.5 and 3 average
+    # to 2.75, so bins are 4 * {1, 2.75} + {1, 2.75}.
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]]), 2, 1.0, -1, aligned=False)
+    assert out.tolist() == [[[[5.0, 6.75], [12.0, 13.75]]]]
+
+
+def test_spatial_scale() -> None:
+    # Box in a 2x larger image frame maps to [0, 2]^2 on the map.
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]]), 2, 0.5, 1, aligned=False)
+    assert out.tolist() == [[[[2.5, 3.5], [6.5, 7.5]]]]
+
+
+def test_small_box_is_grown_to_one_pixel_unless_aligned() -> None:
+    rois = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0]])  # zero-size box at (1, 1)
+    # Unaligned: size clamped to 1, single bin sampled at (1.5, 1.5) -> 4 * 1.5 + 1.5.
+    assert roi_align(ramp(4, 4), rois, 1, 1.0, -1, aligned=False).tolist() == [[[[7.5]]]]
+    # Aligned, adaptive: ceil(0 / 1) = 0 samples -> 0.
+    assert roi_align(ramp(4, 4), rois, 1, 1.0, -1, aligned=True).tolist() == [[[[0.0]]]]
+
+
+def test_samples_outside_the_map_contribute_zero() -> None:
+    # Far outside: every sample has y > H.
+    assert roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 10.0, 2.0, 12.0]]), 2, 1.0, 1).abs().sum() == 0
+    # Box [0, 4] x [3, 5], bins of height 1: the sample at y = 3.5 reads row 3 (x = 2), the one
+    # at y = 4.5 > H = 4 is dropped.
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 3.0, 4.0, 5.0]]), (2, 1), 1.0, 1)
+    assert out.tolist() == [[[[4 * 3 + 2.0], [0.0]]]]
+    # A sample with -1 <= y <= 0 reads row 0 at full weight: (y, x) = (-0.5, 2) -> 2; y = -1 exactly
+    # still counts.
+    out = roi_align(ramp(4, 4), torch.tensor([[0.0, 1.5, -1.0, 2.5, 0.0], [0.0, 1.5, -1.5, 2.5, -0.5]]), 1, 1.0, 1)
+    assert out.flatten().tolist() == [2.0, 2.0]
+
+
+def test_output_size_rectangular_and_batch_index() -> None:
+    feature = torch.cat([ramp(5, 6), 100 + ramp(5, 6)])  # [2, 1, 5, 6]
+    rois = torch.tensor([[1.0, 0.0, 0.0, 6.0, 5.0], [0.0, 0.0, 0.0, 6.0, 5.0]])
+    out = roi_align(feature, rois, (2, 3), 1.0, 2)
+    assert out.shape == (2, 1, 2, 3)
+    torch.testing.assert_close(out[0] - out[1], torch.full((1, 2, 3), 100.0))
+
+
+# ---------------------------------------------------------------- against the slow reference
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 3])
+def test_matches_reference_with_rois_past_the_map(aligned: bool, sampling_ratio: int) -> None:
+    g = torch.Generator().manual_seed(sampling_ratio + 10 * aligned)
+    feature = torch.randn(2, 3, 7, 9, generator=g)
+    xy = torch.rand(10, 2, generator=g) * 30 - 8  # image frame is 2x the map: [-8, 22]
+    wh = torch.rand(10, 2, generator=g) * 20
+    rois = torch.cat([torch.randint(0, 2, (10, 1), generator=g).float(), xy, xy + wh], dim=1)
+    out = roi_align(feature, rois, (3, 2), 0.5, sampling_ratio, aligned)
+    expected = reference_roi_align(feature, rois, (3, 2), 0.5, sampling_ratio, aligned)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- interface
+
+
+def test_list_of_boxes_equals_rois_tensor() -> None:
+    g = torch.Generator().manual_seed(0)
+    feature = torch.randn(3, 4, 10, 12, generator=g)
+    boxes = [torch.tensor([[1.0, 2.0, 8.0, 9.0], [0.0, 0.0, 3.0, 3.0]]), torch.zeros(0, 4), torch.tensor([[2.0, 2.5, 11.0, 7.0]])]
+    rois = torch.tensor([[0.0, 1.0, 2.0, 8.0, 9.0], [0.0, 0.0, 0.0, 3.0, 3.0], [2.0, 2.0, 2.5, 11.0, 7.0]])
+    torch.testing.assert_close(roi_align(feature, boxes, 4, 1.0, 2), roi_align(feature, rois, 4, 1.0, 2))
+
+
+def test_empty_rois() -> None:
+    feature = torch.randn(2, 5, 8, 8)
+    assert roi_align(feature, torch.zeros(0, 5), (3, 4)).shape == (0, 5, 3, 4)
+    assert roi_align(feature, [torch.zeros(0, 4), torch.zeros(0, 4)], 7).shape == (0, 5, 7, 7)
+
+
+def test_module() -> None:
+    layer = RoIAlign((3, 3), spatial_scale=0.5, sampling_ratio=2, aligned=True)
+    feature, rois = torch.randn(1, 2, 6, 6), torch.tensor([[0.0, 1.0, 1.0, 9.0, 7.0]])
+    torch.testing.assert_close(layer(feature, rois), roi_align(feature, rois, 3, 0.5, 2, True))
+    assert repr(layer) == "RoIAlign(output_size=(3, 3), spatial_scale=0.5, sampling_ratio=2, aligned=True)"
+
+
+def test_dtypes_and_memory_formats() -> None:
+    g = torch.Generator().manual_seed(1)
+    feature = torch.randn(2, 4, 9, 11, generator=g)
+    rois = torch.tensor([[0.0, 1.0, 1.5, 15.0, 12.0], [1.0, -3.0, 2.0, 6.0, 30.0]])
+    expected = roi_align(feature, rois, 3, 0.7, -1)
+    channels_last = feature.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(roi_align(channels_last, rois, 3, 0.7, -1), expected)
+    torch.testing.assert_close(roi_align(feature.double(), rois.double(), 3, 0.7, -1), expected.double())
+    half = roi_align(feature.half(), rois.half(), 3, 0.7, -1)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), expected, rtol=1e-2, atol=1e-2)
+    assert roi_align(feature, rois, 3, 0.7, -1).is_contiguous()
+
+
+def test_chunking_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(2)
+    feature = torch.randn(1, 3, 16, 16, generator=g)
+    xy = torch.rand(40, 2, generator=g) * 20
+    rois = torch.cat([torch.zeros(40, 1), xy, xy + torch.rand(40, 2, generator=g) * 25], dim=1)
+    expected = roi_align(feature, rois, 5, 0.75, -1)
+    monkeypatch.setattr(roi_align_module, "_MAX_ENTRIES_PER_CHUNK", 300)
+    torch.testing.assert_close(roi_align(feature, rois, 5, 0.75, -1), expected, rtol=0, atol=1e-6)
+
+
+def test_rejects_bad_inputs() -> None:
+    feature = torch.randn(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="Tensor\\[K, 5\\]"):
+        roi_align(feature, torch.zeros(3, 4), 2)
+    with pytest.raises(ValueError, match="L, 4"):
+        roi_align(feature, [torch.zeros(3, 5)], 2)
+    with pytest.raises(ValueError, match="batch indices"):
+        roi_align(feature, torch.tensor([[2.0, 0.0, 0.0, 1.0, 1.0]]), 2)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        roi_align(feature[0], torch.zeros(0, 5), 2)
+
+
+# ---------------------------------------------------------------- autograd
+
+
+@pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, 2)])
+def test_gradcheck(aligned: bool, sampling_ratio: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    feature = torch.randn(2, 2, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    rois = torch.tensor(
+        [[0.0, 0.5, 0.7, 4.3, 3.9], [1.0, -1.2, 1.1, 2.2, 6.5], [0.0, 3.0, 2.0, 7.5, 5.5]], dtype=torch.float64
+    )
+    assert torch.autograd.gradcheck(
+        lambda x: roi_align(x, rois, (2, 3), 1.0, sampling_ratio, aligned), (feature,), eps=1e-6, atol=1e-5
+    )
+
+
+def test_gradient_of_sum_counts_sample_weights() -> None:
+    # One sample per bin on integer-aligned bins of a 4x4 map: each bin spreads 1 over 4 pixels.
+    feature = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    roi_align(feature, torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1).sum().backward()
+    expected = torch.tensor([[0.25, 0.5, 0.25, 0.0], [0.5, 1.0, 0.5, 0.0], [0.25, 0.5, 0.25, 0.0], [0.0] * 4])
+    torch.testing.assert_close(feature.grad[0, 0], expected)
