@@ -1,0 +1,94 @@
+"""Focal loss and GIoU loss: hand-checked values, reductions, and consistency with box ops."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchdet.ops.boxes import generalized_box_iou
+from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
+
+
+def test_focal_loss_hand_checked() -> None:
+    # Logit 0: p = 0.5, BCE = ln 2, (1 - p_t)^2 = 1/4; alpha_t = 0.25 for positives, 0.75 for negatives.
+    loss = sigmoid_focal_loss(torch.zeros(2), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(loss, torch.tensor([0.25 * 0.25 * math.log(2), 0.75 * 0.25 * math.log(2)]))
+
+
+def test_focal_loss_confident_correct_prediction_is_down_weighted() -> None:
+    logits, targets = torch.tensor([4.0, -4.0]), torch.tensor([1.0, 0.0])
+    p = torch.sigmoid(torch.tensor(4.0))
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    expected = torch.stack([0.25 * (1 - p) ** 2 * bce[0], 0.75 * (1 - p) ** 2 * bce[1]])
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets), expected)
+
+
+def test_focal_loss_without_focusing_is_bce() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(4, 5, generator=g), (torch.rand(4, 5, generator=g) > 0.5).float()
+    torch.testing.assert_close(
+        sigmoid_focal_loss(logits, targets, alpha=-1, gamma=0),
+        F.binary_cross_entropy_with_logits(logits, targets, reduction="none"),
+    )
+
+
+def test_focal_loss_reductions() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits, targets = torch.randn(3, 7, generator=g), (torch.rand(3, 7, generator=g) > 0.7).float()
+    full = sigmoid_focal_loss(logits, targets)
+    assert full.shape == (3, 7)
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="sum"), full.sum())
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="mean"), full.mean())
+    with pytest.raises(ValueError, match="avg"):
+        sigmoid_focal_loss(logits, targets, reduction="avg")
+
+
+def test_focal_loss_gradient_is_finite() -> None:
+    logits = torch.tensor([-30.0, 0.0, 30.0], requires_grad=True)
+    sigmoid_focal_loss(logits, torch.tensor([1.0, 0.0, 1.0]), reduction="sum").backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_giou_loss_hand_checked() -> None:
+    boxes1 = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    boxes2 = torch.tensor([[0.0, 0.0, 2.0, 2.0], [2.0, 2.0, 3.0, 3.0], [1.0, 1.0, 3.0, 3.0]])
+    # identical -> 0; disjoint: IoU 0, hull 9, union 2 -> 1 + 7/9; overlapping: 1 - (1/7 - 2/9).
+    expected = torch.tensor([0.0, 1 + 7 / 9, 1 - (1 / 7 - 2 / 9)])
+    torch.testing.assert_close(generalized_box_iou_loss(boxes1, boxes2), expected, rtol=0, atol=1e-6)
+
+
+def test_giou_loss_is_one_minus_pairwise_giou() -> None:
+    g = torch.Generator().manual_seed(2)
+    xy1, xy2 = torch.rand(6, 2, generator=g) * 10, torch.rand(6, 2, generator=g) * 10
+    boxes1 = torch.cat([xy1, xy1 + torch.rand(6, 2, generator=g) * 5 + 0.1], dim=1)
+    boxes2 = torch.cat([xy2, xy2 + torch.rand(6, 2, generator=g) * 5 + 0.1], dim=1)
+    expected = 1 - generalized_box_iou(boxes1, boxes2).diagonal()
+    torch.testing.assert_close(generalized_box_iou_loss(boxes1, boxes2), expected, rtol=0, atol=1e-5)
+
+
+def test_giou_loss_reductions_and_empty() -> None:
+    boxes1 = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    boxes2 = torch.tensor([[0.0, 0.0, 1.0, 2.0], [1.0, 1.0, 2.0, 2.0]])
+    full = generalized_box_iou_loss(boxes1, boxes2)
+    torch.testing.assert_close(generalized_box_iou_loss(boxes1, boxes2, reduction="sum"), full.sum())
+    torch.testing.assert_close(generalized_box_iou_loss(boxes1, boxes2, reduction="mean"), full.mean())
+    empty = generalized_box_iou_loss(torch.zeros(0, 4), torch.zeros(0, 4), reduction="mean")
+    assert empty.shape == () and float(empty) == 0.0
+    with pytest.raises(ValueError, match="max"):
+        generalized_box_iou_loss(boxes1, boxes2, reduction="max")
+
+
+def test_giou_loss_degenerate_boxes_have_finite_gradient() -> None:
+    boxes1 = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+    boxes2 = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    loss = generalized_box_iou_loss(boxes1, boxes2, reduction="sum")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(boxes1.grad).all()
+
+
+def test_giou_loss_integer_boxes_upcast() -> None:
+    loss = generalized_box_iou_loss(torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 1, 3, 3]]))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, torch.tensor([1 - (1 / 7 - 2 / 9)]))
