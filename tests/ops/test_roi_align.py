@@ -175,7 +175,11 @@ def test_matches_reference_with_rois_past_the_map(aligned: bool, sampling_ratio:
 def test_list_of_boxes_equals_rois_tensor() -> None:
     g = torch.Generator().manual_seed(0)
     feature = torch.randn(3, 4, 10, 12, generator=g)
-    boxes = [torch.tensor([[1.0, 2.0, 8.0, 9.0], [0.0, 0.0, 3.0, 3.0]]), torch.zeros(0, 4), torch.tensor([[2.0, 2.5, 11.0, 7.0]])]
+    boxes = [
+        torch.tensor([[1.0, 2.0, 8.0, 9.0], [0.0, 0.0, 3.0, 3.0]]),
+        torch.zeros(0, 4),
+        torch.tensor([[2.0, 2.5, 11.0, 7.0]]),
+    ]
     rois = torch.tensor([[0.0, 1.0, 2.0, 8.0, 9.0], [0.0, 0.0, 0.0, 3.0, 3.0], [2.0, 2.0, 2.5, 11.0, 7.0]])
     torch.testing.assert_close(roi_align(feature, boxes, 4, 1.0, 2), roi_align(feature, rois, 4, 1.0, 2))
 

@@ -118,8 +118,6 @@ class MultiScaleRoIAlign(nn.Module):
         canonical_level: FPN level of a ``canonical_scale`` box.
     """
 
-    __annotations__ = {"scales": Optional[List[float]], "map_levels": Optional[LevelMapper]}
-
     def __init__(
         self,
         featmap_names: List[str],

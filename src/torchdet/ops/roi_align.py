@@ -13,10 +13,16 @@ regular grid inside the bin. The sampling rules follow the reference kernel exac
 
 How it runs: every sample reads four pixels, so each output bin is a weighted sum of
 ``4 * grid_h * grid_w`` pixel vectors. The feature map is viewed as a table of ``C``-vectors
-(``[B*H*W, C]``, channels last) and one ``F.embedding_bag(mode="sum", per_sample_weights=...)``
-call per chunk of RoIs gathers and sums them without materialising the samples. RoIs are sorted
-by grid size and processed in chunks so that padding and memory stay bounded. The result is
+(``[B*H*W, C]``, channels last) and ``F.embedding_bag(mode="sum", per_sample_weights=...)``
+gathers and sums them in one fused kernel, without materialising the samples. The (pixel,
+weight) entries are built per group of RoIs sharing a grid size (no padding) and laid out as one
+ragged list in RoI order, so the bags come out in RoI order; RoIs are processed in chunks that
+bound the entry list's memory. The table may hold several feature levels (see
+``torchdet.ops.poolers``), which is how all FPN levels are pooled in one pass. The result is
 differentiable with respect to ``input`` (not the boxes, as in torchvision).
+
+Measured on CPU (``tests/ops/bench_ops.py``), this beat a sample-point gather, a window gather
+followed by two batched matmuls, a separable two-stage embedding_bag and a sparse-matrix product.
 """
 from __future__ import annotations
 
