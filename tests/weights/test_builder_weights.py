@@ -8,7 +8,6 @@ proves that ``weights_backbone`` is ignored when ``weights`` is given.
 from __future__ import annotations
 
 import importlib
-import inspect
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -173,8 +172,8 @@ def test_offline_default_backbone_says_what_to_do(torch_home: Path) -> None:
 
 def test_resnet50_imagenet_weights_in_the_constructor_and_the_detector(torch_home: Path) -> None:
     resnet50 = importlib.import_module("torchdet.backbones.resnet").resnet50
-    if "require_no_weights" in inspect.getsource(resnet50):  # the placeholder of backbones._weights_pending
-        pytest.skip("resnet50 is not wired to torchdet.weights yet")
+    with pytest.raises(ValueError, match="num_classes=10"):  # checked before anything is built or read
+        _build(resnet50, weights="IMAGENET1K_V1", num_classes=10)
     imagenet = fill_state_dict(resnet50(weights=None), SEED).state_dict()  # has num_batches_tracked
     torch_home.mkdir(parents=True)
     torch.save(imagenet, torch_home / ResNet50_Weights.IMAGENET1K_V1.file_name)
@@ -182,8 +181,6 @@ def test_resnet50_imagenet_weights_in_the_constructor_and_the_detector(torch_hom
     model = resnet50(weights="IMAGENET1K_V1")
     _assert_loaded(model, imagenet)
     assert model.fc.out_features == 1000
-    with pytest.raises(ValueError, match="num_classes"):
-        resnet50(weights="IMAGENET1K_V1", num_classes=10)
 
     detector = _build(_builder("fasterrcnn_resnet50_fpn"), weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
     for key, value in detector.backbone.body.state_dict().items():  # FrozenBatchNorm2d drops the counters
