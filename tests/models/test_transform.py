@@ -16,9 +16,9 @@ def test_resize_sizes_and_padding():
     t = GeneralizedRCNNTransform(256, 400, MEAN, STD).eval()
     batch, targets = t(_images())
     assert isinstance(batch, ImageList) and targets is None
-    # 240x320: scale min(256/240, 400/320) -> 256x341. 300x200: min(256/200, 400/300) = 1.28, which
-    # float32 holds as 1.2799999714, so floor(300 * s) = 383: the reference's sizes, kept on purpose.
-    assert batch.image_sizes == [(256, 341), (383, 255)]
+    # 240x320: scale min(256/240, 400/320) -> 256x341; 300x200: min(256/200, 400/300) = 1.28 -> 384x256
+    # (the scale is a double: in float32, 1.28 is 1.2799999714 and floor(300 * s) would be 383).
+    assert batch.image_sizes == [(256, 341), (384, 256)]
     assert batch.tensors.shape == (2, 3, 384, 352)  # padded up to multiples of 32
     assert float(batch.tensors[0, :, 256:].abs().sum()) == 0 and float(batch.tensors[0, :, :, 341:].abs().sum()) == 0
 
@@ -45,7 +45,7 @@ def test_targets_resized_and_caller_untouched():
     _, out = t(_images(), targets)
     assert targets[0]["boxes"] is boxes  # the caller's dicts are not modified
     torch.testing.assert_close(out[0]["boxes"], boxes * torch.tensor([341 / 320, 256 / 240, 341 / 320, 256 / 240]))
-    torch.testing.assert_close(out[1]["boxes"], boxes * torch.tensor([255 / 200, 383 / 300, 255 / 200, 383 / 300]))
+    torch.testing.assert_close(out[1]["boxes"], boxes * 1.28)
 
 
 def test_masks_resized_nearest():

@@ -1,7 +1,7 @@
 """AnchorGenerator: the reference boxes an RPN scores, one set per feature-map cell and level."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -32,12 +32,11 @@ def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence
 def _resize_scale(image_shape: Sequence[int], min_size: float, max_size: float) -> float:
     """The scale putting the short side at ``min_size`` without the long side passing ``max_size``.
 
-    Computed in float32, as the reference does, since the scale decides the output size.
+    Computed in Python floats (double), as the reference does in eager mode: the scale decides
+    the output size (``floor(side * scale)``), so float32 would change it (300 * 1.28 -> 383).
     """
-    shape = torch.tensor([int(s) for s in image_shape])
-    short = torch.min(shape).to(torch.float32)
-    long = torch.max(shape).to(torch.float32)
-    return torch.min(min_size / short, max_size / long).item()
+    short, long = min(int(s) for s in image_shape), max(int(s) for s in image_shape)
+    return min(min_size / short, max_size / long)
 
 
 def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target: Optional[Target],
