@@ -75,5 +75,5 @@ def test_unknown_model() -> None:
 def test_get_model_builds_by_name() -> None:
     builder = registry.get_model_builder("ssdlite320_mobilenet_v3_large")
     assert builder.__name__ == "ssdlite320_mobilenet_v3_large"
-    model = registry.get_model("ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None, num_classes=3)
-    assert type(model).__name__ == "SSD"
+    model = registry.get_model("mobilenet_v3_large", weights=None, num_classes=7)
+    assert type(model).__name__ == "MobileNetV3" and model.classifier[-1].out_features == 7
