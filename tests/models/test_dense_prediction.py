@@ -32,14 +32,16 @@ def _loop_topk_per_column(scores, k, thresh):
 
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=5), k=st.integers(0, 30),
-       thresh=st.sampled_from([0.0, 0.3, 0.9, 1.1]), seed=st.integers(0, 2**16))
-def test_topk_per_level_matches_loop(sizes, k, thresh, seed):
+       thresh=st.sampled_from([-1.0, 0.3, 0.9, 1.1]), seed=st.integers(0, 2**16))
+def test_topk_per_level_then_threshold_matches_threshold_then_topk(sizes, k, thresh, seed):
+    """What the detectors do (top-k, then the threshold on those) equals torchvision's loop."""
     g = torch.Generator().manual_seed(seed)
     scores = torch.rand(sum(sizes), generator=g)
-    idx, vals = topk_per_level(scores, sizes, k, thresh)
+    idx, vals = topk_per_level(scores.split(sizes), k)
+    keep = vals > thresh
     ref_idx, ref_vals = _loop_topk_per_level(scores, sizes, k, thresh)
-    assert torch.equal(idx, ref_idx)
-    assert torch.equal(vals, ref_vals)
+    assert torch.equal(idx[keep], ref_idx)
+    assert torch.equal(vals[keep], ref_vals)
     assert torch.equal(scores[idx], vals)
 
 

@@ -267,9 +267,12 @@ class FCOS(nn.Module):
             distances = torch.cat([level[index] for level in head_outputs["bbox_regression"]])  # [M, 4]
             ctrness = torch.cat([level[index] for level in head_outputs["bbox_ctrness"]])  # [M, 1]
             num_classes = logits.shape[-1]
-            scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(ctrness)).flatten()  # [M * K]
+            squared_scores = (torch.sigmoid(logits) * torch.sigmoid(ctrness)).flatten()  # [M * K]
             sizes = [level.shape[0] * num_classes for level in anchors_i]
-            flat, top_scores = topk_per_level(scores, sizes, self.topk_candidates, self.score_thresh)
+            flat, top_squared = topk_per_level(squared_scores.split(sizes), self.topk_candidates)
+            top_scores = torch.sqrt(top_squared)  # sqrt is monotonic: rank first, then take it on k values
+            keep = top_scores > self.score_thresh
+            flat, top_scores = flat[keep], top_scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes
             boxes = self.box_coder.decode(distances[anchor_idxs], torch.cat(anchors_i)[anchor_idxs])

@@ -281,12 +281,16 @@ class RetinaNet(nn.Module):
         """
         detections = []
         for index, (anchors_i, image_shape) in enumerate(zip(anchors, image_shapes)):
-            logits = torch.cat([level[index] for level in head_outputs["cls_logits"]])  # [M, K]
+            logits = [level[index].flatten() for level in head_outputs["cls_logits"]]  # [M_l * K] each
             deltas = torch.cat([level[index] for level in head_outputs["bbox_regression"]])  # [M, 4]
-            num_classes = logits.shape[-1]
-            sizes = [level.shape[0] * num_classes for level in anchors_i]
-            flat, scores = topk_per_level(torch.sigmoid(logits).flatten(), sizes, self.topk_candidates,
-                                          self.score_thresh)
+            num_classes = head_outputs["cls_logits"][0].shape[-1]
+            # Ranking logits ranks probabilities (sigmoid is monotonic); the sigmoid and the threshold
+            # then only touch the k candidates per level (the top-k above a threshold are the
+            # top-k that pass it).
+            flat, top_logits = topk_per_level(logits, self.topk_candidates)
+            scores = torch.sigmoid(top_logits)
+            keep = scores > self.score_thresh
+            flat, scores = flat[keep], scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes
             boxes = self.box_coder.decode_single(deltas[anchor_idxs], torch.cat(anchors_i)[anchor_idxs])

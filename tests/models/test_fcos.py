@@ -1,0 +1,158 @@
+"""FCOS: parity with torchvision (oracle), the location matcher, losses and input checks."""
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
+from oracle.fill import fill_state_dict
+from torchdet.models.anchor_utils import AnchorGenerator
+from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn, match_locations
+
+
+@pytest.fixture(scope="module")
+def golden():
+    case = load_case("fcos_resnet50_fpn")
+    model = build_filled(fcos_resnet50_fpn, case["weights_seed"], **case["kwargs"]).eval()
+    with torch.no_grad():
+        detections = model(case["images"])
+    assert case["train_kwargs"] == case["kwargs"]
+    fill_state_dict(model, case["weights_seed"])
+    model.train()
+    with torch.no_grad():
+        losses = model(case["images"], case["targets"])
+    return case, model, detections, losses
+
+
+def test_state_dict_manifest(golden):
+    assert_same_manifest(golden[1], "fcos_resnet50_fpn")
+
+
+def test_eval_matches_torchvision(golden):
+    case, _, detections, _ = golden
+    assert_detections_match(detections, case["eval_outputs"])
+
+
+def test_train_losses_match_torchvision(golden):
+    case, _, _, losses = golden
+    assert_losses_match(losses, case["train_losses"])
+
+
+def test_builder_defaults():
+    model = fcos_resnet50_fpn(num_classes=4)
+    assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == (0.2, 0.6, 100, 1000)
+    assert model.center_sampling_radius == 1.5
+    assert model.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
+    assert isinstance(model.head.classification_head.conv[1], nn.GroupNorm)
+    with pytest.raises(NotImplementedError):
+        fcos_resnet50_fpn(weights_backbone="DEFAULT")
+
+
+def test_needs_one_anchor_per_location():
+    backbone = TinyBackbone()
+    with pytest.raises(ValueError, match="one anchor per location"):
+        FCOS(backbone, 3, anchor_generator=AnchorGenerator(((8, 16), (32,)), ((1.0,),) * 2))
+
+
+# --- the matcher, by hand ---------------------------------------------------------------------------
+
+def _square_anchors(centres, size):
+    c = torch.tensor(centres, dtype=torch.float32)
+    return torch.cat([c - size / 2, c + size / 2], dim=1)
+
+
+def test_match_locations_centre_sampling_inside_and_scale_range():
+    # Level 0: anchors of size 8 (range 0..64), level 1: size 16 (range 64..inf as the last level).
+    level0 = _square_anchors([[20, 20], [40, 20], [33, 20], [70, 20]], 8.0)
+    level1 = _square_anchors([[32, 24], [96, 24]], 16.0)
+    anchors = torch.cat([level0, level1])
+    gt = torch.tensor([[10.0, 10.0, 50.0, 30.0]])  # centre (30, 20), 40 x 20
+    matched = match_locations(anchors, gt, [4, 2], center_sampling_radius=1.5)
+    # (20, 20): 10 px from the centre, within 1.5 * 8 = 12; inside; largest side distance 30 in (0, 64): match.
+    # (40, 20) and (33, 20) likewise; (70, 20) lies outside the box.
+    # Level 1, (32, 24): near the centre and inside, but its largest distance 22 is not above 4 * 16 = 64.
+    assert matched.tolist() == [0, 0, 0, -1, -1, -1]
+
+
+def test_match_locations_prefers_the_smaller_box():
+    anchors = _square_anchors([[30, 30]], 8.0)
+    gt = torch.tensor([[0.0, 0.0, 60.0, 60.0], [20.0, 20.0, 40.0, 40.0]])
+    assert match_locations(anchors, gt, [1], 1.5).tolist() == [1]
+
+
+# --- a tiny FCOS for behavioural tests ------------------------------------------------------------------
+
+class TinyBackbone(nn.Module):
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 3, stride=4, padding=1)
+        self.down = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.out_channels = channels
+
+    def forward(self, x):
+        c1 = F.relu(self.stem(x))
+        return OrderedDict([("0", c1), ("1", F.relu(self.down(c1)))])
+
+
+def tiny_fcos(**kwargs):
+    torch.manual_seed(0)
+    anchors = AnchorGenerator(((8,), (16,)), ((1.0,),) * 2)
+    return FCOS(TinyBackbone(), num_classes=4, min_size=64, max_size=96, anchor_generator=anchors, **kwargs)
+
+
+def _images():
+    g = torch.Generator().manual_seed(1)
+    return [torch.rand(3, 64, 80, generator=g), torch.rand(3, 64, 80, generator=g)]
+
+
+def _targets():
+    return [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1, 3])},
+            {"boxes": torch.tensor([[10.0, 12.0, 50.0, 44.0]]), "labels": torch.tensor([2])}]
+
+
+def test_zero_box_images_train():
+    model = tiny_fcos().train()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    losses = model(_images(), [empty, empty])
+    assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
+    assert losses["bbox_regression"].item() == 0.0 and losses["bbox_ctrness"].item() == 0.0
+    assert torch.isfinite(losses["classification"])
+    mixed = model(_images(), [empty, _targets()[1]])
+    total = sum(mixed.values())
+    assert torch.isfinite(total) and mixed["bbox_regression"].item() > 0
+    total.backward()
+
+
+def test_eval_outputs_and_batched_input():
+    model = tiny_fcos(score_thresh=0.0, detections_per_img=9).eval()
+    images = _images()
+    with torch.no_grad():
+        listed = model(images)
+        batched = model(torch.stack(images))
+    for out, again in zip(listed, batched):
+        assert out["boxes"].shape == (9, 4) and out["labels"].dtype == torch.int64
+        torch.testing.assert_close(out["scores"], again["scores"])
+        assert ((out["scores"] > 0) & (out["scores"] <= 1)).all()
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda imgs, tg: (imgs, None), "targets are required"),
+    (lambda imgs, tg: (imgs, [{**tg[0], "boxes": tg[0]["boxes"][:, :3]}, tg[1]]), r"shape \[N, 4\]"),
+    (lambda imgs, tg: (imgs, [{"boxes": tg[0]["boxes"]}, tg[1]]), "lacks"),
+    (lambda imgs, tg: (imgs[0], tg), "single tensor"),
+])
+def test_bad_inputs_raise_value_error(make_bad, message):
+    model = tiny_fcos().train()
+    images, targets = make_bad(_images(), _targets())
+    with pytest.raises(ValueError, match=message):
+        model(images, targets)
+
+
+def test_head_output_shapes():
+    head = FCOSHead(32, 1, 5)
+    out = head([torch.randn(2, 32, 6, 5), torch.randn(2, 32, 3, 3)])
+    assert out["cls_logits"].shape == (2, 39, 5)
+    assert out["bbox_regression"].shape == (2, 39, 4) and (out["bbox_regression"] >= 0).all()
+    assert out["bbox_ctrness"].shape == (2, 39, 1)

@@ -1,0 +1,75 @@
+"""SSDlite320-MobileNetV3-Large: parity with torchvision (oracle), structure, defaults and training."""
+import pytest
+import torch
+from torch import nn
+
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
+from oracle.fill import fill_state_dict
+from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
+
+
+@pytest.fixture(scope="module")
+def golden():
+    case = load_case("ssdlite320_mobilenet_v3_large")
+    model = build_filled(ssdlite320_mobilenet_v3_large, case["weights_seed"], **case["kwargs"]).eval()
+    with torch.no_grad():
+        detections = model(case["images"])
+    assert case["train_kwargs"] == case["kwargs"]
+    fill_state_dict(model, case["weights_seed"])
+    model.train()
+    with torch.no_grad():
+        losses = model(case["images"], case["targets"])
+    return case, model, detections, losses
+
+
+def test_state_dict_manifest(golden):
+    assert_same_manifest(golden[1], "ssdlite320_mobilenet_v3_large")
+
+
+def test_eval_matches_torchvision(golden):
+    case, _, detections, _ = golden
+    assert_detections_match(detections, case["eval_outputs"])
+
+
+def test_train_losses_match_torchvision(golden):
+    case, _, _, losses = golden
+    assert_losses_match(losses, case["train_losses"])
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return ssdlite320_mobilenet_v3_large(num_classes=3)
+
+
+def test_builder_defaults(default_model):
+    model = default_model
+    assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == (0.001, 0.55, 300, 300)
+    assert model.transform.fixed_size == (320, 320)
+    assert model.transform.image_mean == [0.5] * 3 and model.transform.image_std == [0.5] * 3
+    assert isinstance(model.head, SSDLiteHead)
+    assert model.head.classification_head.module_list[0][1].out_channels == 6 * 3
+    bn = model.backbone.extra[0][0][1]
+    assert isinstance(bn, nn.BatchNorm2d) and (bn.eps, bn.momentum) == (0.001, 0.03)
+    assert all(p.requires_grad for p in model.backbone.parameters())  # no weights: all 6 stages train
+    assert model.anchor_generator.num_anchors_per_location() == [6] * 6
+    with pytest.raises(NotImplementedError):
+        ssdlite320_mobilenet_v3_large(weights="DEFAULT")
+
+
+def test_feature_maps(golden):
+    with torch.no_grad():
+        features = golden[1].backbone.eval()(torch.zeros(1, 3, 320, 320))
+    assert [tuple(f.shape[1:]) for f in features.values()] == [
+        (672, 20, 20), (480, 10, 10), (512, 5, 5), (256, 3, 3), (256, 2, 2), (128, 1, 1)]
+
+
+def test_zero_box_image_trains(default_model):
+    model = default_model.train()
+    images = [torch.rand(3, 100, 120), torch.rand(3, 90, 90)]
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    one = {"boxes": torch.tensor([[10.0, 10.0, 60.0, 70.0]]), "labels": torch.tensor([2])}
+    with torch.no_grad():
+        losses = model(images, [empty, one])
+        assert all(torch.isfinite(v) for v in losses.values()) and losses["bbox_regression"].item() > 0
+        losses = model(images, [empty, empty])
+        assert losses["bbox_regression"].item() == 0.0 and losses["classification"].item() == 0.0
