@@ -101,6 +101,13 @@ def main() -> None:
         for ratio in (-1, 2):
             ms = best_ms(lambda: roi_align(feature, rois, 7, 0.25, ratio), repeat=5)
             print(f"roi_align 1000 RoIs x 256ch x 7x7 from 200x270, {label}, sampling_ratio={ratio:2d}: {ms:7.1f} ms")
+    g = torch.Generator().manual_seed(1)
+    masks = (torch.rand(10, 1, 800, 1216, generator=g) > 0.5).float()
+    side = 50 + torch.rand(128, 2, generator=g) * 350
+    xy = torch.rand(128, 2, generator=g) * (torch.tensor([1216.0, 800.0]) - side)
+    mask_rois = torch.cat([torch.randint(0, 10, (128, 1), generator=g).float(), xy, xy + side], dim=1)
+    ms = best_ms(lambda: roi_align(masks, mask_rois, 28, 1.0, -1), repeat=3)
+    print(f"roi_align mask targets: 128 RoIs 50-400px on 1-channel 800x1216 masks, 28x28 adaptive: {ms:7.1f} ms")
     grad_feature = feature.clone().requires_grad_(True)
     rois = fpn_rois(1000, seed=0, min_side=16, max_side=112)
 

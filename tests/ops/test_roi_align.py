@@ -86,8 +86,18 @@ def _case_id(case: dict) -> str:
     )
 
 
+STRATEGIES = ["pixels", "rows"]
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Force one of roi_align's two strategies (normally picked by a cost model)."""
+    monkeypatch.setattr(roi_align_module, "_rows_path_is_cheaper", lambda *args: request.param == "rows")
+    return request.param
+
+
 @pytest.mark.parametrize("case", ORACLE["roi_align"], ids=_case_id)
-def test_roi_align_matches_oracle(case: dict) -> None:
+def test_roi_align_matches_oracle(case: dict, strategy: str) -> None:
     out = roi_align(
         case["input"], case["rois"], case["output_size"], case["spatial_scale"], case["sampling_ratio"], case["aligned"]
     )
@@ -98,7 +108,7 @@ def test_roi_align_matches_oracle(case: dict) -> None:
 # ---------------------------------------------------------------- hand-checked maps
 
 
-def test_integer_aligned_box_one_sample_per_bin() -> None:
+def test_integer_aligned_box_one_sample_per_bin(strategy: str) -> None:
     # Box [0, 2] x [0, 2], 2 x 2 bins of size 1, one sample at each bin centre.
     out = roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1, aligned=False)
     assert out.tolist() == [[[[2.5, 3.5], [6.5, 7.5]]]]
@@ -110,7 +120,7 @@ def test_aligned_shifts_by_half_pixel() -> None:
     assert out.tolist() == [[[[0.0, 1.0], [4.0, 5.0]]]]
 
 
-def test_adaptive_grid_and_last_row_clamp() -> None:
+def test_adaptive_grid_and_last_row_clamp(strategy: str) -> None:
     # Box [0, 4]^2 on a 4 x 4 map: bins of 2, ceil(4 / 2) = 2 samples per bin at 0.5, 1.5 | 2.5, 3.5.
     # A sample at 3.5 lies past the last row/column (3) and reads it: coordinates 2.5 and 3 average
     # to 2.75, so bins are 4 * {1, 2.75} + {1, 2.75}.
@@ -132,7 +142,7 @@ def test_small_box_is_grown_to_one_pixel_unless_aligned() -> None:
     assert roi_align(ramp(4, 4), rois, 1, 1.0, -1, aligned=True).tolist() == [[[[0.0]]]]
 
 
-def test_samples_outside_the_map_contribute_zero() -> None:
+def test_samples_outside_the_map_contribute_zero(strategy: str) -> None:
     # Far outside: every sample has y > H.
     assert roi_align(ramp(4, 4), torch.tensor([[0.0, 0.0, 10.0, 2.0, 12.0]]), 2, 1.0, 1).abs().sum() == 0
     # Box [0, 4] x [3, 5], bins of height 1: the sample at y = 3.5 reads row 3 (x = 2), the one
@@ -158,7 +168,7 @@ def test_output_size_rectangular_and_batch_index() -> None:
 
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 3])
-def test_matches_reference_with_rois_past_the_map(aligned: bool, sampling_ratio: int) -> None:
+def test_matches_reference_with_rois_past_the_map(aligned: bool, sampling_ratio: int, strategy: str) -> None:
     g = torch.Generator().manual_seed(sampling_ratio + 10 * aligned)
     feature = torch.randn(2, 3, 7, 9, generator=g)
     xy = torch.rand(10, 2, generator=g) * 30 - 8  # image frame is 2x the map: [-8, 22]
@@ -197,7 +207,7 @@ def test_module() -> None:
     assert repr(layer) == "RoIAlign(output_size=(3, 3), spatial_scale=0.5, sampling_ratio=2, aligned=True)"
 
 
-def test_dtypes_and_memory_formats() -> None:
+def test_dtypes_and_memory_formats(strategy: str) -> None:
     g = torch.Generator().manual_seed(1)
     feature = torch.randn(2, 4, 9, 11, generator=g)
     rois = torch.tensor([[0.0, 1.0, 1.5, 15.0, 12.0], [1.0, -3.0, 2.0, 6.0, 30.0]])
@@ -212,7 +222,7 @@ def test_dtypes_and_memory_formats() -> None:
     assert roi_align(feature, rois, 3, 0.7, -1).is_contiguous()
 
 
-def test_chunking_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunking_gives_the_same_result(monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
     g = torch.Generator().manual_seed(2)
     feature = torch.randn(1, 3, 16, 16, generator=g)
     xy = torch.rand(40, 2, generator=g) * 20
@@ -238,7 +248,7 @@ def test_rejects_bad_inputs() -> None:
 
 
 @pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, 2)])
-def test_gradcheck(aligned: bool, sampling_ratio: int) -> None:
+def test_gradcheck(aligned: bool, sampling_ratio: int, strategy: str) -> None:
     g = torch.Generator().manual_seed(3)
     feature = torch.randn(2, 2, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
     rois = torch.tensor(
@@ -249,9 +259,21 @@ def test_gradcheck(aligned: bool, sampling_ratio: int) -> None:
     )
 
 
-def test_gradient_of_sum_counts_sample_weights() -> None:
+def test_gradient_of_sum_counts_sample_weights(strategy: str) -> None:
     # One sample per bin on integer-aligned bins of a 4x4 map: each bin spreads 1 over 4 pixels.
     feature = torch.zeros(1, 1, 4, 4, requires_grad=True)
     roi_align(feature, torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1).sum().backward()
     expected = torch.tensor([[0.25, 0.5, 0.25, 0.0], [0.5, 1.0, 0.5, 0.0], [0.25, 0.5, 0.25, 0.0], [0.0] * 4])
     torch.testing.assert_close(feature.grad[0, 0], expected)
+
+
+def test_cost_model_picks_rows_for_mask_targets_and_pixels_for_box_features() -> None:
+    def geometry(rois: torch.Tensor, output: int, scale: float, ratio: int):
+        return roi_align_module._roi_geometry(rois, output, output, torch.tensor(scale), ratio, False)
+
+    side = torch.linspace(60, 300, 64)[:, None]
+    big = torch.cat([torch.zeros(64, 1), torch.zeros(64, 2), side.expand(64, 2)], dim=1)
+    assert roi_align_module._rows_path_is_cheaper(geometry(big, 28, 1.0, -1), (8, 1, 800, 1200), (28, 28))
+    side = torch.linspace(16, 112, 512)[:, None]
+    small = torch.cat([torch.zeros(512, 1), torch.zeros(512, 2), side.expand(512, 2)], dim=1)
+    assert not roi_align_module._rows_path_is_cheaper(geometry(small, 7, 0.25, 2), (1, 256, 200, 272), (7, 7))

@@ -17,7 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.ops.boxes import box_area
-from torchdet.ops.roi_align import _boxes_to_rois, _compute_dtype, _pair, _pixel_table, _pool_bins, roi_align
+from torchdet.ops.roi_align import (
+    _boxes_to_rois,
+    _compute_dtype,
+    _pair,
+    _pixel_table,
+    _pool_bins,
+    _roi_geometry,
+    roi_align,
+)
 
 __all__ = ["MultiScaleRoIAlign", "LevelMapper", "initLevelMapper"]
 
@@ -103,7 +111,8 @@ def _multiscale_roi_align(
     height, width = heights[levels], widths[levels]  # [K]
     base = level_start[levels] + rois[:, 0].long() * height * width
     scale = torch.tensor(scales, dtype=dtype, device=device)[levels]
-    bins = _pool_bins(table, rois, base, height, width, scale, output_size, sampling_ratio, aligned=False)
+    geometry = _roi_geometry(rois, output_size[0], output_size[1], scale, sampling_ratio, aligned=False)
+    bins = _pool_bins(table, base, height, width, geometry, output_size)
     return bins.permute(0, 3, 1, 2).contiguous().to(first.dtype)
 
 

@@ -23,6 +23,11 @@ differentiable with respect to ``input`` (not the boxes, as in torchvision).
 
 Measured on CPU (``tests/ops/bench_ops.py``), this beat a sample-point gather, a window gather
 followed by two batched matmuls, a separable two-stage embedding_bag and a sparse-matrix product.
+
+With few channels and large RoIs (mask targets: one channel, 28 x 28 bins over whole objects) the
+per-entry overhead dominates, and a second strategy is used instead: sum the weighted image rows
+of each (RoI, channel, output row) with ``embedding_bag`` over the ``[B*C*H, W]`` rows, then apply
+the x weights with one batched matmul. A rough cost model picks the strategy per call.
 """
 from __future__ import annotations
 
@@ -203,29 +208,25 @@ def _pool_chunk(
 
 def _pool_bins(
     table: Tensor,
-    rois: Tensor,
     base: Tensor,
     height: Tensor,
     width: Tensor,
-    spatial_scale: Tensor,
+    geometry: Tuple[Tensor, ...],
     output_size: Tuple[int, int],
-    sampling_ratio: int,
-    aligned: bool,
 ) -> Tensor:
     """RoIAlign over a pixel table that may hold several images and feature levels.
 
     Args:
         table: ``[R, C]`` pixel vectors; RoI ``i`` reads the ``height[i] x width[i]`` map whose
             row-major pixels start at table row ``base[i]``.
-        rois: ``[K, 5]`` ``(batch index, x1, y1, x2, y2)``, same dtype as ``table``.
         base, height, width: ``[K]`` int64.
-        spatial_scale: ``[K]`` (or scalar) tensor, same dtype as ``table``.
+        geometry: from ``_roi_geometry``, in the table's dtype.
+        output_size: ``(ph, pw)``.
 
     Returns:
         ``[K, ph, pw, C]`` pooled bins (channels last).
     """
     pooled_h, pooled_w = output_size
-    geometry = _roi_geometry(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned)
     grid_h, grid_w = geometry[4], geometry[5]
     entries_per_roi = 4 * grid_h * grid_w * (pooled_h * pooled_w)
     pooled = [
@@ -235,7 +236,96 @@ def _pool_bins(
         for a, b in _chunk_bounds(entries_per_roi, _MAX_ENTRIES_PER_CHUNK)
     ]
     bins = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=0)  # [K * ph * pw, C]
-    return bins.view(rois.shape[0], pooled_h, pooled_w, table.shape[1])
+    return bins.view(base.shape[0], pooled_h, pooled_w, table.shape[1])
+
+
+def _pool_rows_chunk(
+    rows: Tensor,
+    batch_index: Tensor,
+    shape: Tuple[int, int, int],
+    geometry: Tuple[Tensor, ...],
+    pooled_h: int,
+    pooled_w: int,
+) -> Tensor:
+    """RoIAlign for one chunk of ``k`` RoIs from image rows: ``[k, C, ph, pw]``.
+
+    Stage 1 sums the ``2 * grid_h`` weighted image rows of every (RoI, channel, output row) with one
+    ``embedding_bag`` over the ``[B*C*H, W]`` row table; stage 2 applies the x weights as a dense
+    ``[W, pw]`` matrix per RoI in one batched matmul.
+    """
+    channels, height, width = shape
+    start_y, start_x, bin_h, bin_w, grid_h, grid_w = geometry
+    device, dtype = rows.device, rows.dtype
+    k = batch_index.numel()
+    row_taps = 2 * grid_h  # [k] entries per bag
+    roi_entries = row_taps * (channels * pooled_h)
+    roi_offset = torch.cumsum(roi_entries, 0) - roi_entries
+    entries = torch.zeros(int(roi_entries.sum()), dtype=torch.int64, device=device)
+    weights = torch.zeros(entries.shape, dtype=dtype, device=device)
+    inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(dtype)
+    channel = torch.arange(channels, device=device).view(1, channels, 1, 1)
+    for gh in torch.unique(grid_h).tolist():
+        if gh == 0:
+            continue
+        members = torch.nonzero(grid_h == gh).flatten()
+        m = members.numel()
+        y_index, y_weight = _axis_samples(
+            start_y[members], bin_h[members], grid_h[members], gh, pooled_h, torch.full_like(members, height)
+        )
+        row = (batch_index[members].view(m, 1, 1, 1) * channels + channel) * height + y_index.view(m, 1, pooled_h, -1)
+        weight = (y_weight.view(m, 1, pooled_h, -1) * inv_count[members].view(m, 1, 1, 1)).expand_as(row)
+        where = (roi_offset[members].view(m, 1) + torch.arange(channels * pooled_h * 2 * gh, device=device)).flatten()
+        entries[where] = row.flatten()
+        weights[where] = weight.flatten()
+    bag_offsets = roi_offset.view(k, 1) + torch.arange(channels * pooled_h, device=device) * row_taps.view(k, 1)
+    summed_rows = F.embedding_bag(entries, rows, bag_offsets.flatten(), mode="sum", per_sample_weights=weights)
+    x_index, x_weight = _axis_samples(
+        start_x, bin_w, grid_w, max(int(grid_w.max()), 1), pooled_w, torch.full_like(grid_w, width)
+    )
+    x_matrix = torch.zeros(k, pooled_w, width, dtype=dtype, device=device)
+    x_matrix.scatter_add_(2, x_index.view(k, pooled_w, -1), x_weight.view(k, pooled_w, -1))  # [k, pw, W]
+    pooled = torch.bmm(summed_rows.view(k, channels * pooled_h, width), x_matrix.transpose(1, 2))
+    return pooled.view(k, channels, pooled_h, pooled_w)
+
+
+def _rows_path_is_cheaper(
+    geometry: Tuple[Tensor, ...], shape: Tuple[int, int, int, int], output_size: Tuple[int, int]
+) -> bool:
+    """Rough cost model (in float multiply-adds) of the two strategies.
+
+    The pixel path gathers ``4 * grid_h * grid_w`` C-vectors per bin and transposes input and
+    output; the row path gathers ``2 * grid_h`` W-rows per (channel, output row) and runs a matmul
+    over the full width. Rows win for few channels and large RoIs (e.g. mask targets, C = 1).
+    """
+    batch, channels, height, width = shape
+    pooled_h, pooled_w = output_size
+    grid_h, grid_w = geometry[4].double(), geometry[5].double()
+    num_rois = grid_h.numel()
+    per_entry = 32.0  # fixed cost of one gathered entry, in multiply-adds
+    pixel = float((4 * grid_h * grid_w).sum()) * pooled_h * pooled_w * (channels + per_entry)
+    pixel += 2.0 * (batch * height * width + num_rois * pooled_h * pooled_w) * channels
+    rows = float((2 * grid_h).sum()) * channels * pooled_h * (width + per_entry)
+    rows += num_rois * channels * pooled_h * width * (1.0 + 0.25 * pooled_w)
+    return rows < pixel
+
+
+def _pool_rows(
+    input: Tensor, rois: Tensor, geometry: Tuple[Tensor, ...], output_size: Tuple[int, int]
+) -> Tensor:
+    """RoIAlign through image rows (see ``_pool_rows_chunk``). ``[K, C, ph, pw]``."""
+    batch, channels, height, width = input.shape
+    pooled_h, pooled_w = output_size
+    rows = input.contiguous().view(batch * channels * height, width)
+    batch_index = rois[:, 0].long()
+    per_roi = (2 * geometry[4] + width) * (channels * pooled_h)
+    return torch.cat(
+        [
+            _pool_rows_chunk(
+                rows, batch_index[a:b], (channels, height, width), tuple(g[a:b] for g in geometry), pooled_h, pooled_w
+            )
+            for a, b in _chunk_bounds(per_roi, _MAX_ENTRIES_PER_CHUNK)
+        ]
+    )
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -290,11 +380,14 @@ def roi_align(
         )
     dtype = _compute_dtype(input.dtype)
     rois = rois.detach().to(device=input.device, dtype=dtype)
+    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
+    geometry = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
+    if _rows_path_is_cheaper(geometry, (batch, channels, height, width), (pooled_h, pooled_w)):
+        return _pool_rows(input.to(dtype), rois, geometry, (pooled_h, pooled_w)).to(input.dtype)
     table = _pixel_table(input, dtype)
     base = rois[:, 0].long() * (height * width)  # [K] first table row of each RoI's image
     size = torch.full_like(base, height), torch.full_like(base, width)
-    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
-    bins = _pool_bins(table, rois, base, size[0], size[1], scale, (pooled_h, pooled_w), sampling_ratio, aligned)
+    bins = _pool_bins(table, base, size[0], size[1], geometry, (pooled_h, pooled_w))
     return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
 
 
