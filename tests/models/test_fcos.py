@@ -12,6 +12,15 @@ from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn, match_locations
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per test process: the suite runs under xdist on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def golden():
     case = load_case("fcos_resnet50_fpn")

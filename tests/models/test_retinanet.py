@@ -13,6 +13,15 @@ from torchdet.models.retinanet import (RetinaNet, RetinaNetClassificationHead, R
                                        RetinaNetRegressionHead, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per test process: the suite runs under xdist on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_golden(builder, name):
     """Build, fill and run the oracle case: eval outputs, then training losses (BN stats refilled)."""
     case = load_case(name)

@@ -12,6 +12,15 @@ from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.backbones.vgg import make_layers
 from torchdet.models.ssd import SSD, SSDFeatureExtractorVGG, SSDHead, hard_negative_mask, ssd300_vgg16
 
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per test process: the suite runs under xdist on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 

@@ -8,6 +8,15 @@ from oracle.fill import fill_state_dict
 from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread per test process: the suite runs under xdist on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def golden():
     case = load_case("ssdlite320_mobilenet_v3_large")
