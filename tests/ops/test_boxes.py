@@ -167,7 +167,7 @@ def boxes_strategy(draw: st.DrawFn, max_n: int = 8) -> torch.Tensor:
     return torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(boxes_strategy(), boxes_strategy())
 def test_iou_symmetric_and_bounded(a: torch.Tensor, b: torch.Tensor) -> None:
     iou = box_iou(a, b)
@@ -175,13 +175,13 @@ def test_iou_symmetric_and_bounded(a: torch.Tensor, b: torch.Tensor) -> None:
     assert bool((iou >= 0).all()) and bool((iou <= 1).all())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(boxes_strategy())
 def test_iou_with_itself_is_one(a: torch.Tensor) -> None:
     torch.testing.assert_close(box_iou(a, a).diagonal(), torch.ones(len(a)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(boxes_strategy(), boxes_strategy())
 def test_giou_bounded_and_at_most_iou(a: torch.Tensor, b: torch.Tensor) -> None:
     giou = generalized_box_iou(a, b)
@@ -189,7 +189,7 @@ def test_giou_bounded_and_at_most_iou(a: torch.Tensor, b: torch.Tensor) -> None:
     assert bool((giou <= box_iou(a, b) + 1e-6).all())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(boxes_strategy(), st.sampled_from(FORMATS), st.sampled_from(FORMATS))
 def test_box_convert_round_trip(boxes: torch.Tensor, fmt_a: str, fmt_b: str) -> None:
     there = box_convert(box_convert(boxes, "xyxy", fmt_a), fmt_a, fmt_b)
@@ -197,7 +197,7 @@ def test_box_convert_round_trip(boxes: torch.Tensor, fmt_a: str, fmt_b: str) -> 
     torch.testing.assert_close(back, boxes, rtol=1e-5, atol=1e-4)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(boxes_strategy(), st.integers(1, 200), st.integers(1, 200))
 def test_clip_stays_inside(boxes: torch.Tensor, height: int, width: int) -> None:
     clipped = clip_boxes_to_image(boxes, (height, width))

@@ -177,7 +177,7 @@ def detections(draw: st.DrawFn, integer: bool = False):
 THRESHOLDS = st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(detections(), THRESHOLDS)
 def test_nms_properties(data, thr: float) -> None:
     boxes, scores = data
@@ -195,7 +195,7 @@ def test_nms_properties(data, thr: float) -> None:
     assert kept == reference_nms(boxes, scores, thr)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(detections(integer=True), THRESHOLDS, st.data())
 def test_batched_nms_equals_per_class_nms(data, thr: float, draw) -> None:
     boxes, scores = data
