@@ -117,9 +117,14 @@ def op_shares(model: torch.nn.Module, images: List[torch.Tensor]) -> Dict[str, f
         total_us = (time.perf_counter() - start) * 1e6
     spent = {op: 0.0 for op in PROFILED_OPS}
     for event in prof.events():
-        for op in PROFILED_OPS:
-            if event.name == f"torchdet::{op}":
-                spent[op] += event.cpu_time_total
+        op = event.name.removeprefix("torchdet::")
+        if op not in spent:
+            continue
+        parent = event.cpu_parent  # count a range once: skip one nested in a range of the same op
+        while parent is not None and parent.name != event.name:
+            parent = parent.cpu_parent
+        if parent is None:
+            spent[op] += event.cpu_time_total
     return {op: us / total_us for op, us in spent.items()}
 
 

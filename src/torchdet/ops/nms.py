@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from torchdet.ops._profiling import profiled
+
 __all__ = ["nms", "batched_nms"]
 
 _BLOCK = 256  # rows whose greedy pass is resolved together
@@ -143,6 +145,7 @@ def _score_order(scores: Tensor) -> Tensor:
     return torch.sort(scores.detach().cpu(), descending=True, stable=True)[1]
 
 
+@profiled("nms")
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
@@ -185,6 +188,7 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     return keep.to(boxes.device)
 
 
+@profiled("nms")
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """Non-maximum suppression run independently per category.
 

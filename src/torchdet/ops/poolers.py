@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from torchdet.ops._profiling import profiled
 from torchdet.ops.boxes import box_area
 from torchdet.ops.roi_align import (
     _boxes_to_rois,
@@ -83,6 +84,7 @@ def _setup_scales(
     return scales, initLevelMapper(int(lvl_min), int(lvl_max), canonical_scale, canonical_level)
 
 
+@profiled("roi_align")
 def _multiscale_roi_align(
     features: List[Tensor],
     boxes: List[Tensor],

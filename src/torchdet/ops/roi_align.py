@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.ops._profiling import profiled
+
 __all__ = ["roi_align", "RoIAlign"]
 
 BoxesArg = Union[Tensor, List[Tensor]]
@@ -338,6 +340,7 @@ def _pixel_table(feature: Tensor, dtype: torch.dtype) -> Tensor:
     return feature.to(dtype).permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
 
 
+@profiled("roi_align")
 def roi_align(
     input: Tensor,
     boxes: BoxesArg,
