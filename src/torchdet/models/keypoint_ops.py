@@ -7,28 +7,11 @@ inference resizes each heatmap bicubically to the RoI's size and takes its peak,
 from __future__ import annotations
 
 import bisect
-import math
 from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-# PyTorch's bicubic interpolation uses the cubic convolution kernel with a = -0.75.
-_CUBIC_A = -0.75
-
-# Over one cell of the source grid, a bicubic value is a weighted sum of a 4 x 4 neighbourhood whose
-# weights sum to 1 and whose positive weights sum to at most 1 + 2u + 2u^2, u = 0.1875 the largest
-# total magnitude of the two negative (outer) taps of one axis. Hence, with lo/hi the neighbourhood's
-# min/max, every value in the cell is <= lo + _CUBIC_POSITIVE_MASS * (hi - lo).
-_CUBIC_POSITIVE_MASS = 1.0 + 2 * 0.1875 + 2 * 0.1875**2
-
-# Cells are bounded first in square blocks of this many cells a side.
-_BLOCK = 8
-
-# Largest number of resized heatmap values evaluated at once (bounds the memory of the decoding).
-_DECODE_CHUNK_ELEMENTS = 1 << 22
-
 
 def keypoints_to_heatmap(keypoints: Tensor, rois: Tensor, heatmap_size: int) -> Tuple[Tensor, Tensor]:
     """The heatmap cell of each keypoint, relative to its RoI.
@@ -95,6 +78,48 @@ def keypointrcnn_loss(
     return F.cross_entropy(flat_logits[valid_idx], keypoint_targets[valid_idx])
 
 
+# ---- decoding: the peak of each heatmap resized to its RoI ----------------------------------------
+#
+# torchvision resizes every RoI's K heatmaps bicubically to the RoI's size and takes the argmax: the
+# cost grows with the RoI's area. The peak can be found exactly while evaluating only a few source
+# cells: a cell's resized values are bounded by its 4 x 4 source window, so the cell around each
+# map's source maximum is evaluated first and then only the cells whose bound reaches that value.
+
+# PyTorch's bicubic interpolation uses the cubic convolution kernel with a = -0.75.
+_CUBIC_A = -0.75
+
+# Along one axis, the four taps of a bicubic sample have weights (w0, w1, w2, w3) with w0, w3 <= 0
+# <= w1, w2, summing to 1, and |w0| + |w3| <= _CUBIC_OVERSHOOT (its largest value, at t = 0.5).
+_CUBIC_OVERSHOOT = 0.1875
+
+
+def _cubic_upper_bound(inner_hi: Tensor, window_hi: Tensor, window_lo: Tensor) -> Tensor:
+    """Upper bound of the bicubic values over a source cell (or a set of cells).
+
+    With ``inner_hi`` the largest of the cell's inner 2 x 2 source values and ``window_hi`` /
+    ``window_lo`` the extremes of its 4 x 4 window, c = _CUBIC_OVERSHOOT: interpolating a row
+    along x gives at most ``inner_hi + c (inner_hi - lo)`` on the inner rows and at least
+    ``lo - c (hi - lo)`` on the outer ones, and interpolating those along y adds at most c times
+    their difference, which sums to the expression below. Any of the three may be replaced by a
+    looser value (larger ``*_hi``, smaller ``*_lo``).
+    """
+    c = _CUBIC_OVERSHOOT
+    return inner_hi + (2 * c + c * c) * (inner_hi - window_lo) + c * c * (window_hi - window_lo)
+
+
+# Cells are bounded first in square blocks of this many cells a side.
+_BLOCK = 8
+
+# Largest number of resized values sampled at once when resizing maps whole.
+_DENSE_CHUNK_ELEMENTS = 1 << 22
+
+# A RoI whose candidate blocks hold more than this fraction of its resized samples is resized whole.
+_DENSE_FRACTION = 0.3
+
+# Largest number of resized heatmap values evaluated at once (bounds the memory of the decoding).
+_DECODE_CHUNK_ELEMENTS = 1 << 18
+
+
 def _cubic_taps(out_sizes: Tensor, in_size: int, out_len: int) -> Tuple[Tensor, Tensor]:
     """Bicubic (align_corners=False) taps that resize a length ``in_size`` axis to ``out_sizes[n]``.
 
@@ -130,16 +155,6 @@ def _cubic_taps(out_sizes: Tensor, in_size: int, out_len: int) -> Tuple[Tensor, 
     return cell.long(), weight
 
 
-def _cubic_matrix(out_sizes: Tensor, in_size: int, out_len: int) -> Tensor:
-    """Dense bicubic resize matrices, [N, out_len, in_size]; rows past ``out_sizes[n]`` are zero."""
-    cell, weight = _cubic_taps(out_sizes, in_size, out_len)
-    index = (cell[..., None] + torch.arange(-1, 3, device=cell.device)).clamp(0, in_size - 1)
-    pad = torch.arange(out_len, device=cell.device)[None, :] >= out_sizes[:, None]  # [N, out_len]
-    weight = weight.masked_fill(pad[..., None], 0.0)
-    matrix = weight.new_zeros(out_sizes.shape[0], out_len, in_size)
-    return matrix.scatter_add_(2, index, weight)  # taps clamped to the same border index add up
-
-
 class _ResizeAxis:
     """One axis of the per-RoI bicubic resize, grouped by source cell.
 
@@ -161,6 +176,9 @@ class _ResizeAxis:
         self.first = self.count.cumsum(1) - self.count  # [N, S + 1] first output sample of each slot
         self.slot = slot  # [N, L] slot of each output sample
         self.span = self.count.amax(1)  # [N] most samples in one slot, per RoI
+        blocks = -(-(in_size + 1) // _BLOCK)
+        padded_count = F.pad(self.count, (0, blocks * _BLOCK - (in_size + 1)))
+        self.block_count = padded_count.view(len(out_sizes), blocks, _BLOCK).sum(-1)  # [N, blocks]
 
     def samples(self, roi: Tensor, slot: Tensor, span: int) -> Tuple[Tensor, Tensor, Tensor]:
         """Output samples of slots ``slot`` of RoIs ``roi`` ([C] each), padded to ``span``.
@@ -250,24 +268,19 @@ def _padded_for_blocks(maps: Tensor) -> Tensor:
 def _candidate_blocks(padded: Tensor, rows: _ResizeAxis, cols: _ResizeAxis, threshold: Tensor) -> Tensor:
     """Blocks of _BLOCK x _BLOCK cells that may hold a resized value >= ``threshold`` ([N, K]).
 
-    Every value of a cell is <= lo + m * (hi - lo) over its 4 x 4 source window (m =
-    _CUBIC_POSITIVE_MASS); the extremes over a block's joint (_BLOCK + 3)^2 window bound them all.
+    A block's cells have their inner 2 x 2 values within the block's (_BLOCK + 1)^2 inner window and
+    their 4 x 4 windows within its (_BLOCK + 3)^2 window, whose extremes bound them all.
 
     Returns:
         [B, 4] (roi, keypoint, block row, block column) of the candidate blocks the resize uses.
     """
-    n, k, side, _ = padded.shape
-    blocks = (side - 3) // _BLOCK
     strips = padded.unfold(2, _BLOCK + 3, _BLOCK)  # [N, K, blocks, side, _BLOCK + 3]
     hi = strips.amax(-1).unfold(3, _BLOCK + 3, _BLOCK).amax(-1)  # [N, K, blocks, blocks]
     lo = strips.amin(-1).unfold(3, _BLOCK + 3, _BLOCK).amin(-1)
-    ok = lo + _CUBIC_POSITIVE_MASS * (hi - lo) >= threshold[..., None, None]
-
-    def used(axis: _ResizeAxis) -> Tensor:  # [N, blocks]: a block holds output samples
-        count = F.pad(axis.count, (0, blocks * _BLOCK - axis.count.shape[1]))
-        return count.view(n, blocks, _BLOCK).sum(-1) > 0
-
-    ok &= used(rows)[:, None, :, None] & used(cols)[:, None, None, :]
+    inner = padded[:, :, 1:, 1:].unfold(2, _BLOCK + 1, _BLOCK).amax(-1)  # [N, K, blocks, side - 1]
+    inner_hi = inner.unfold(3, _BLOCK + 1, _BLOCK).amax(-1)  # [N, K, blocks, blocks]
+    ok = _cubic_upper_bound(inner_hi, hi, lo) >= threshold[..., None, None]
+    ok &= (rows.block_count > 0)[:, None, :, None] & (cols.block_count > 0)[:, None, None, :]
     return ok.nonzero()
 
 
@@ -289,7 +302,8 @@ def _candidate_cells(padded: Tensor, rows: _ResizeAxis, cols: _ResizeAxis, thres
     strips = window.unfold(1, 4, 1)  # [B, _BLOCK, span, 4]
     hi = strips.amax(-1).unfold(2, 4, 1).amax(-1)  # [B, _BLOCK, _BLOCK] per-cell window extremes
     lo = strips.amin(-1).unfold(2, 4, 1).amin(-1)
-    ok = lo + _CUBIC_POSITIVE_MASS * (hi - lo) >= threshold[roi, kp][:, None, None]
+    inner_hi = window[:, 1:-1, 1:-1].unfold(1, 2, 1).amax(-1).unfold(2, 2, 1).amax(-1)  # [B, _BLOCK, _BLOCK]
+    ok = _cubic_upper_bound(inner_hi, hi, lo) >= threshold[roi, kp][:, None, None]
     cells = torch.arange(_BLOCK, device=padded.device)
     slots = rows.count.shape[1]
     cy, cx = top[:, None] + cells, left[:, None] + cells  # [B, _BLOCK]
@@ -300,21 +314,26 @@ def _candidate_cells(padded: Tensor, rows: _ResizeAxis, cols: _ResizeAxis, thres
     return roi[b], kp[b], top[b] + i, left[b] + j
 
 
-def _chunks_by_span(span: Tensor) -> List[Tensor]:
-    """Split candidates into index chunks of similar padded size ([C] span products) within the budget."""
+def _chunks_by_span(span: Tensor, budget: int = _DECODE_CHUNK_ELEMENTS, spread: float = 2.0) -> List[Tensor]:
+    """Split items into index chunks of similar size ([C] sizes, at most ``spread`` apart in a chunk),
+    each within ``budget`` elements when padded to its largest."""
     order = span.argsort()
     sizes = span[order].tolist()
     chunks, start = [], 0
     while start < len(sizes):
-        similar = bisect.bisect_right(sizes, 2 * sizes[start], lo=start)
-        stop = min(similar, start + max(1, _DECODE_CHUNK_ELEMENTS // (2 * sizes[start])))
+        similar = bisect.bisect_right(sizes, spread * sizes[start], lo=start)
+        stop = min(similar, start + max(1, int(budget // (spread * sizes[start]))))
         chunks.append(order[start:stop])
         start = stop
     return chunks
 
 
 def _dense_peaks(maps: Tensor, heights: Tensor, widths: Tensor) -> Tuple[Tensor, Tensor]:
-    """First maximum of each fully resized heatmap, ``Wy @ map @ Wx^T`` per RoI, in padded chunks.
+    """First maximum of each fully resized heatmap, every RoI's samples drawn by one grid_sample.
+
+    Each RoI's ``h * w`` output samples, row-major, become one row of a sampling grid (rows padded
+    to the longest in a chunk of similar sizes); bicubic grid_sample with border padding reads the
+    same 4 x 4 taps with the same weights as ``F.interpolate(mode="bicubic")`` at those positions.
 
     Args:
         maps: [N, K, S, S]; heights, widths: [N] int64 resized sizes.
@@ -325,18 +344,18 @@ def _dense_peaks(maps: Tensor, heights: Tensor, widths: Tensor) -> Tuple[Tensor,
     n, k, s, _ = maps.shape
     score = maps.new_zeros(n, k)
     pos = torch.zeros(n, k, dtype=torch.long, device=maps.device)
-    for sel in _chunks_by_span(heights * widths * k):
+    for sel in _chunks_by_span(heights * widths * k, _DENSE_CHUNK_ELEMENTS, spread=1.25):
         h, w = heights[sel], widths[sel]
-        h_max, w_max = int(h.max()), int(w.max())
-        wy, wx = _cubic_matrix(h, s, h_max), _cubic_matrix(w, s, w_max)
-        along_x = torch.matmul(maps[sel], wx[:, None].transpose(2, 3))  # [c, K, S, Wmax]
-        resized = torch.matmul(wy[:, None], along_x)  # [c, K, Hmax, Wmax]
-        pad_y = torch.arange(h_max, device=maps.device)[None, :] >= h[:, None]
-        pad_x = torch.arange(w_max, device=maps.device)[None, :] >= w[:, None]
-        resized.masked_fill_(pad_y[:, None, :, None] | pad_x[:, None, None, :], float("-inf"))
-        best, flat = resized.flatten(2).max(dim=2)  # row-major first maximum, as unpadded
-        score[sel] = best
-        pos[sel] = (flat // w_max) * w[:, None] + flat % w_max
+        length = int((h * w).max())
+        p = torch.arange(length, device=maps.device)
+        y, x = p[None, :] // w[:, None], p[None, :] % w[:, None]  # [c, P]
+        src_y = (s / h.double())[:, None] * (y + 0.5) - 0.5
+        src_x = (s / w.double())[:, None] * (x + 0.5) - 0.5
+        grid = (torch.stack([src_x, src_y], dim=-1) * 2 + 1) / s - 1  # [c, P, 2], align_corners=False
+        sampled = F.grid_sample(maps[sel], grid[:, None].to(maps.dtype), mode="bicubic",
+                                padding_mode="border", align_corners=False)[:, :, 0]  # [c, K, P]
+        sampled.masked_fill_((p[None, :] >= (h * w)[:, None])[:, None], float("-inf"))
+        score[sel], pos[sel] = sampled.max(dim=2)  # first maximum, row-major
     return score, pos
 
 
@@ -374,19 +393,27 @@ def _heatmap_peaks(maps: Tensor, heights: Tensor, widths: Tensor) -> Tuple[Tenso
     # Values are summed in another order than the bounds: keep a margin for rounding.
     magnitude = torch.maximum(peak_value.abs(), maps.flatten(2).amin(2).abs())
     threshold = seed_value.view(n, k) - 1e-5 * (magnitude + 1)
-    blocks = _candidate_blocks(padded, rows, cols, threshold)
-    block_cost = _BLOCK * _BLOCK * rows.span[blocks[:, 0]] * cols.span[blocks[:, 0]]
-    if int(block_cost.sum()) > int((heights * widths).sum()) * k:
-        return _dense_peaks(maps, heights, widths)
-    c_roi, c_kp, c_cy, c_cx = _candidate_cells(padded, rows, cols, threshold, blocks)
+    blocks = _candidate_blocks(padded, rows, cols, threshold)  # [B, 4]
+
+    # RoIs whose candidate blocks cover much of their resized maps are cheaper to resize whole.
+    covered = rows.block_count[blocks[:, 0], blocks[:, 2]] * cols.block_count[blocks[:, 0], blocks[:, 3]]
+    covered = torch.zeros(n, dtype=covered.dtype, device=maps.device).index_add_(0, blocks[:, 0], covered)
+    dense = covered > _DENSE_FRACTION * k * heights * widths  # [N]
+    blocks = blocks[~dense[blocks[:, 0]]]
+
     values, positions, owners = [seed_value], [seed_pos], [roi * k + kp]
-    for sel in _chunks_by_span(rows.span[c_roi] * cols.span[c_roi]):
-        v, p = _evaluate_cells(padded, rows, cols, widths, c_roi[sel], c_kp[sel], c_cy[sel], c_cx[sel])
-        values.append(v)
-        positions.append(p)
-        owners.append(c_roi[sel] * k + c_kp[sel])
+    for some_blocks in blocks.split(max(1, _DECODE_CHUNK_ELEMENTS // (_BLOCK * _BLOCK))):
+        c_roi, c_kp, c_cy, c_cx = _candidate_cells(padded, rows, cols, threshold, some_blocks)
+        for sel in _chunks_by_span(rows.span[c_roi] * cols.span[c_roi]):
+            v, p = _evaluate_cells(padded, rows, cols, widths, c_roi[sel], c_kp[sel], c_cy[sel], c_cx[sel])
+            values.append(v)
+            positions.append(p)
+            owners.append(c_roi[sel] * k + c_kp[sel])
     best, best_pos = _first_maximum(torch.cat(values), torch.cat(positions), torch.cat(owners), n * k)
-    return best.view(n, k), best_pos.view(n, k)
+    best, best_pos = best.view(n, k), best_pos.view(n, k)
+    if bool(dense.any()):
+        best[dense], best_pos[dense] = _dense_peaks(maps[dense], heights[dense], widths[dense])
+    return best, best_pos
 
 
 def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
