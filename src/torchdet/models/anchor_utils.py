@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchdet.models.image_list import ImageList
 
 
-def cell_anchors(scales: Sequence[float], aspect_ratios: Sequence[float],
+def make_cell_anchors(scales: Sequence[float], aspect_ratios: Sequence[float],
                  dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu")) -> Tensor:
     """Anchors centred on (0, 0), one per (aspect ratio, scale), ratios outermost. ``[R*S, 4]`` xyxy.
 
@@ -66,12 +66,12 @@ class AnchorGenerator(nn.Module):
             )
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
-        self.cell_anchors = [cell_anchors(s, a) for s, a in zip(sizes, aspect_ratios)]
+        self.cell_anchors = [make_cell_anchors(s, a) for s, a in zip(sizes, aspect_ratios)]
 
     def generate_anchors(self, scales: Sequence[int], aspect_ratios: Sequence[float],
                          dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu")) -> Tensor:
         """Zero-centred anchors of one level, ``[len(aspect_ratios) * len(scales), 4]``."""
-        return cell_anchors(scales, aspect_ratios, dtype, device)
+        return make_cell_anchors(scales, aspect_ratios, dtype, device)
 
     def set_cell_anchors(self, dtype: torch.dtype, device: torch.device) -> None:
         self.cell_anchors = [a.to(dtype=dtype, device=device) for a in self.cell_anchors]
