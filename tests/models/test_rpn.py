@@ -81,8 +81,8 @@ def test_training_losses_hand_checked_with_zero_head():
     _, losses = rpn(images, features, targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg"}
     # Zero logits: BCE is log 2 whatever the labels.
-    assert math.isclose(float(losses["loss_objectness"]), math.log(2.0), rel_tol=1e-5)
-    assert float(losses["loss_rpn_box_reg"]) > 0
+    assert math.isclose(float(losses["loss_objectness"].detach()), math.log(2.0), rel_tol=1e-5)
+    assert float(losses["loss_rpn_box_reg"].detach()) > 0
 
 
 def test_assign_targets():
