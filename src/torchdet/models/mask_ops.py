@@ -15,6 +15,9 @@ from torch import Tensor
 
 from torchdet.ops.roi_align import roi_align
 
+# Largest number of mask values resampled at once while pasting (bounds the temporaries' memory).
+_PASTE_CHUNK_ELEMENTS = 1 << 18
+
 
 def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int) -> Tensor:
     """Crop each proposal's matched ground-truth mask and resample it to ``M x M``.
@@ -178,10 +181,15 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     y = torch.arange(im_h, device=masks.device)
     rows_inside = (y[None, :] >= int_boxes[:, 1:2]) & (y[None, :] < int_boxes[:, 1:2] + heights[:, None])
     det, row = rows_inside.nonzero(as_tuple=True)  # [R], [R]
+    src0, src1 = det * s + y0[det, row], det * s + y1[det, row]  # [R] rows of `columns`
+    w0, w1, dst = v0[det, row, None], v1[det, row, None], det * im_h + row
     flat = columns.reshape(n * s, im_w)
-    pasted = flat[det * s + y0[det, row]]  # [R, W]
-    pasted.mul_(v0[det, row, None])
-    pasted.addcmul_(flat[det * s + y1[det, row]], v1[det, row, None])
     out = torch.zeros(n * im_h, im_w, dtype=dtype, device=masks.device)
-    out.index_copy_(0, det * im_h + row, pasted)
+    # In row chunks, so that the temporaries stay small (the output is the one big tensor).
+    step = max(1, _PASTE_CHUNK_ELEMENTS // im_w)
+    for start in range(0, len(dst), step):
+        part = slice(start, start + step)
+        pasted = flat.index_select(0, src0[part]).mul_(w0[part])  # [r, W]
+        pasted.addcmul_(flat.index_select(0, src1[part]), w1[part])
+        out.index_copy_(0, dst[part], pasted)
     return out.reshape(n, 1, im_h, im_w).to(masks.dtype)
