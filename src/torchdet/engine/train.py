@@ -348,6 +348,8 @@ class Trainer:
         cfg = self.config
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.epoch == 0:  # a new run: earlier runs' rows in this folder do not belong to it
+                (self.out_dir / "metrics.csv").unlink(missing_ok=True)
         distributed.barrier()
         if self.epoch >= cfg.epochs:
             self.log(f"already trained {self.epoch} epochs (of {cfg.epochs}); nothing to do. "
