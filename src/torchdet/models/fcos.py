@@ -104,7 +104,10 @@ class FCOSRegressionHead(nn.Module):
 
 
 class FCOSHead(nn.Module):
-    """Classification and regression towers; ``forward`` returns ``cls_logits``, ``bbox_regression``, ``bbox_ctrness``."""
+    """Classification and regression towers.
+
+    ``forward`` returns ``{"cls_logits", "bbox_regression", "bbox_ctrness"}``, ``[N, M, *]`` each.
+    """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: Optional[int] = 4) -> None:
         super().__init__()
@@ -127,7 +130,8 @@ class FCOSHead(nn.Module):
             labels[matched < 0] = -1  # background
             gt_labels.append(labels)
             gt_boxes.append(boxes)
-        labels_b, boxes_b, anchors_b = torch.stack(gt_labels), torch.stack(gt_boxes), torch.stack(anchors)  # [N, M(, 4)]
+        labels_b = torch.stack(gt_labels)  # [N, M]
+        boxes_b, anchors_b = torch.stack(gt_boxes), torch.stack(anchors)  # [N, M, 4]
         foreground = labels_b >= 0  # [N, M]
         num_foreground = max(1, int(foreground.sum()))
 
@@ -171,7 +175,8 @@ def match_locations(anchors: Tensor, gt_boxes: Tensor, num_anchors_per_level: Se
     gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2  # [G, 2]
     centers = (anchors[:, :2] + anchors[:, 2:]) / 2  # [M, 2]
     sizes = anchors[:, 2] - anchors[:, 0]  # [M]
-    match = (centers[:, None, :] - gt_centers[None, :, :]).abs_().max(dim=2).values < center_sampling_radius * sizes[:, None]
+    offsets = (centers[:, None, :] - gt_centers[None, :, :]).abs_().max(dim=2).values  # [M, G], L-inf
+    match = offsets < center_sampling_radius * sizes[:, None]
 
     x, y = centers.unsqueeze(dim=2).unbind(dim=1)  # [M, 1] each
     x0, y0, x1, y1 = gt_boxes.unsqueeze(dim=0).unbind(dim=2)  # [1, G] each

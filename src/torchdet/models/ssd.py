@@ -64,7 +64,10 @@ def retrieve_out_channels(model: nn.Module, size: Tuple[int, int]) -> List[int]:
 
 
 class SSDScoringHead(nn.Module):
-    """One module per feature map, each giving ``[N, A * num_columns, H, W]``; outputs ``[N, sum H*W*A, num_columns]``."""
+    """One module per feature map, each giving ``[N, A * num_columns, H, W]``.
+
+    ``forward`` returns ``[N, sum_l H_l*W_l*A_l, num_columns]``.
+    """
 
     def __init__(self, module_list: nn.ModuleList, num_columns: int) -> None:
         super().__init__()

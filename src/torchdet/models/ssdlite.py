@@ -13,7 +13,6 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional
 
-import torch
 from torch import Tensor, nn
 
 from torchdet.backbones.fpn import _validate_trainable_layers
