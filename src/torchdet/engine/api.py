@@ -23,7 +23,7 @@ from torchdet.engine import distributed
 from torchdet.engine.builders import build_model, builder_accepts, get_builder, model_outputs
 from torchdet.engine.checkpoint import load_checkpoint, require_training_checkpoint, state_dict_mismatch
 from torchdet.engine.coco_eval import format_metrics
-from torchdet.engine.datasets import category_ids, open_dataset
+from torchdet.engine.datasets import category_ids, open_dataset, voc_class_names
 from torchdet.engine.evaluate import EvalResult, evaluate_model
 from torchdet.engine.loading import load_inference_model
 from torchdet.engine.predict import PredictResult, expand_sources, predict_images
@@ -97,8 +97,13 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
     started_group = started_group and info.enabled
     try:
         outputs = model_outputs(builder)
+        names = None
+        if data_args["fmt"] == "voc":  # VOC classes are names: take those of both sets, in one order
+            names = voc_class_names(*[d for d in (data_args["data"], data_args.get("val_data")) if d])
+        if resume is not None:
+            names = list(resume[0]["categories"][1:])
         train_set = open_dataset(data_args["fmt"], data_args["data"], role="train", images=data_args["images"],
-                                 split=data_args["split"], with_masks="masks" in outputs,
+                                 split=data_args["split"], categories=names, with_masks="masks" in outputs,
                                  with_keypoints="keypoints" in outputs,
                                  skip_bad_images=data_args["skip_bad_images"], augment=data_args["augment"])
         _warn_if_unannotated(train_set, log)

@@ -42,8 +42,9 @@ def open_dataset(fmt: str, data: str, *, role: str = "train", images: Optional[s
     elif fmt == "voc":
         from torchdet.data.voc import VOCDetection
 
-        dataset = VOCDetection(data, split, categories=list(categories) if categories else None,
-                               keep_difficult=role == "val", images_dir=images, skip_bad_images=skip_bad_images)
+        names = list(categories) if categories else voc_class_names(data)
+        dataset = VOCDetection(data, split, categories=names, keep_difficult=role == "val", images_dir=images,
+                               skip_bad_images=skip_bad_images)
     else:
         dataset = _open_yolo(data, role, images, categories, skip_bad_images)
     if augment:
@@ -72,6 +73,22 @@ def _open_yolo(data: str, role: str, images: Optional[str], categories: Optional
     else:
         images_dir = path
     return YOLODetection(images or images_dir, None, names, skip_bad_images=skip_bad_images)
+
+
+def voc_class_names(*roots: str) -> List[str]:
+    """The classes of VOC datasets: the 20 Pascal VOC classes when their objects all belong to them,
+    else every object name found in their XML files, sorted."""
+    from torchdet.data.voc import VOC_CLASSES, parse_voc_xml
+
+    names = set()
+    for xml_file in sorted(f for root in roots for f in Path(root).rglob("*.xml")):
+        try:
+            names.update(obj["name"] for obj in parse_voc_xml(xml_file)["objects"])
+        except ValueError:
+            continue  # not an annotation file; VOCDetection reports the ones it reads
+    if names <= set(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    return sorted(names)
 
 
 def keypoint_flip_indices(names: Optional[Sequence[str]]) -> Optional[List[int]]:
