@@ -349,8 +349,8 @@ def _dense_peaks(maps: Tensor, heights: Tensor, widths: Tensor) -> Tuple[Tensor,
         length = int((h * w).max())
         p = torch.arange(length, device=maps.device)
         y, x = p[None, :] // w[:, None], p[None, :] % w[:, None]  # [c, P]
-        src_y = (s / h.double())[:, None] * (y + 0.5) - 0.5
-        src_x = (s / w.double())[:, None] * (x + 0.5) - 0.5
+        src_y = (s / h.float())[:, None] * (y.float() + 0.5) - 0.5  # source positions, as F.interpolate
+        src_x = (s / w.float())[:, None] * (x.float() + 0.5) - 0.5
         grid = (torch.stack([src_x, src_y], dim=-1) * 2 + 1) / s - 1  # [c, P, 2], align_corners=False
         sampled = F.grid_sample(maps[sel], grid[:, None].to(maps.dtype), mode="bicubic",
                                 padding_mode="border", align_corners=False)[:, :, 0]  # [c, K, P]

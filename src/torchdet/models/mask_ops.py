@@ -135,14 +135,6 @@ def _linear_resize_taps(
     return i0, i1, w0 * inside, w1 * inside
 
 
-def _taps_to_matrix(i0: Tensor, i1: Tensor, w0: Tensor, w1: Tensor, src_len: int) -> Tensor:
-    """Dense [N, out_len, src_len] resampling matrix from the taps of `_linear_resize_taps`."""
-    weights = w0.new_zeros(*w0.shape, src_len)
-    weights.scatter_add_(2, i0[..., None], w0[..., None])
-    weights.scatter_add_(2, i1[..., None], w1[..., None])
-    return weights
-
-
 def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int], padding: int = 1) -> Tensor:
     """Paste ``M x M`` mask probabilities into a full image at their boxes, all detections at once.
 
@@ -174,8 +166,10 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     widths = (int_boxes[:, 2] - int_boxes[:, 0] + 1).clamp(min=1)
     heights = (int_boxes[:, 3] - int_boxes[:, 1] + 1).clamp(min=1)
 
-    wx = _taps_to_matrix(*_linear_resize_taps(int_boxes[:, 0], widths, s, im_w, dtype), s)  # [N, W, S]
-    columns = torch.bmm(src, wx.transpose(1, 2))  # [N, S, W]: resized along x, pasted into the row
+    x0, x1, u0, u1 = _linear_resize_taps(int_boxes[:, 0], widths, s, im_w, dtype)  # [N, W] each
+    # Resized along x and pasted into full-width rows: [N, S, W].
+    columns = src.gather(2, x0[:, None, :].expand(n, s, im_w)).mul_(u0[:, None, :])
+    columns.addcmul_(src.gather(2, x1[:, None, :].expand(n, s, im_w)), u1[:, None, :])
 
     y0, y1, v0, v1 = _linear_resize_taps(int_boxes[:, 1], heights, s, im_h, dtype)  # [N, H] each
     y = torch.arange(im_h, device=masks.device)
