@@ -141,9 +141,9 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     Follows torchvision: the masks are padded by ``padding`` and the boxes grown to match, the boxes
     are truncated to integers, each mask is resized bilinearly (align_corners=False) to its integer
     box (``x2 - x1 + 1`` by ``y2 - y1 + 1``, at least 1) and written there, clipped to the image.
-    Bilinear resizing is separable: each mask is first resized along x into full image width with a
-    per-detection matrix that is zero outside the box, then every image row inside a box mixes the
-    two source rows it falls between.
+    Bilinear resizing is separable: each mask is first resized along x into full-width image rows
+    (two taps per pixel, zero weights outside the box), then every image row inside a box mixes the
+    two resized rows it falls between; only rows inside boxes are computed.
 
     Args:
         masks: [N, 1, M, M] probabilities.
