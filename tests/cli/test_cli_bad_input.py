@@ -30,6 +30,7 @@ def test_missing_image_is_named_and_can_be_skipped(cli_shapes, tmp_path, capsys)
     assert "torchdet train: error:" in err and "000003.png" in err
     with pytest.warns(UserWarning, match="skipped 1 of 8 images"):
         assert _train(data, tmp_path / "run", "--skip-bad-images") == 0
+    assert "skipped 1 unreadable training image(s)" in capsys.readouterr().out
 
 
 def test_corrupt_image_is_named(cli_shapes, tmp_path, capsys):

@@ -141,10 +141,20 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
             log(f"resuming {source} after epoch {trainer.epoch}")
         else:
             seed_everything(config.seed + info.rank)
-        return trainer.fit()
+        result = trainer.fit()
+        _report_skipped(train_set, val_set, log)
+        return result
     finally:
         if started_group:
             distributed.cleanup()
+
+
+def _report_skipped(train_set: Any, val_set: Any, log: Log) -> None:
+    """One line per dataset that skipped unreadable images (--skip-bad-images)."""
+    for name, dataset in (("training", train_set), ("validation", val_set)):
+        skipped = getattr(dataset, "skipped_images", None)
+        if skipped:
+            log(f"skipped {len(skipped)} unreadable {name} image(s) (missing or corrupt), e.g. {skipped[0][0]}")
 
 
 def _warn_if_unannotated(dataset: Any, log: Log) -> None:
