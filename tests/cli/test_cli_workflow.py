@@ -37,11 +37,14 @@ def test_predict_writes_json_and_pictures(toy_run, cli_shapes, tmp_path, capsys)
     folder = cli_shapes["val"].parent
     out = tmp_path / "pred"
     assert main(["predict", "--weights", str(toy_run / "last.pt"), str(folder), "--out", str(out),
-                 "--score-thresh", "0.0"]) == 0
+                 "--score-thresh", "0.0", "--picture-scale", "2"]) == 0
     predictions = json.loads((out / "predictions.json").read_text())
     assert {p["file_name"] for p in predictions} == {str(p) for p in folder.glob("*.png")}
     assert {"image_id", "category_id", "category_name", "bbox", "score"} <= set(predictions[0])
     assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in folder.glob("*.png"))
+    from PIL import Image
+
+    assert Image.open(next(out.glob("*.png"))).size == (128, 128)  # 64 px images drawn 2x
     assert "pictures" in capsys.readouterr().out
 
 

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     result = api.predict(args.weights, args.sources, out=args.out, model=args.model, num_classes=args.num_classes,
                          score_thresh=args.score_thresh, batch_size=args.batch_size, workers=args.workers,
                          device=args.device, skip_bad_images=args.skip_bad_images, draw=not args.no_pictures,
+                         picture_scale=args.picture_scale,
                          overrides=model_kwargs(args.model_arg, min_size=args.min_size, max_size=args.max_size))
     return 0 if result.images else 1
 
@@ -39,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="keep detections scoring at least T (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--no-pictures", action="store_true", help="write predictions.json only")
+    parser.add_argument("--picture-scale", type=float, default=1.0, metavar="S",
+                        help="enlarge the pictures S times (readable captions on small images)")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip (and count) unreadable images instead of stopping")
     add_model_args(parser)

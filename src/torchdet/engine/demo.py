@@ -49,6 +49,7 @@ class DemoRecipe:
     workers: int = 1
     # pictures and the targets the demo checks
     score_thresh: float = 0.5
+    picture_scale: float = 3.0
     target_ap: float = 0.6
     target_ap50: float = 0.9
     target_minutes: float = 10.0
@@ -116,7 +117,8 @@ def run_demo(recipe: DemoRecipe = RECIPE, out: str = "runs/demo", device: Option
     pictures = out_dir / "predictions"
     log(f"[4/4] predicting on the {recipe.test_images} held-out images")
     api.predict(str(run / "best.pt"), [str(files["test"].parent)], out=str(pictures),
-                score_thresh=recipe.score_thresh, batch_size=8, device=device, log=log)
+                score_thresh=recipe.score_thresh, batch_size=8, device=device, picture_scale=recipe.picture_scale,
+                log=log)
 
     seconds = time.perf_counter() - start
     bbox = result.coco.metrics["bbox"]

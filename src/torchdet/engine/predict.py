@@ -113,7 +113,7 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
                    category_ids: Optional[Sequence[int]] = None, score_thresh: float = 0.5,
                    batch_size: int = 4, workers: int = 0, out_dir: Optional[Path] = None,
                    skip_bad_images: bool = False, keypoint_skeleton: Optional[Sequence[Tuple[int, int]]] = None,
-                   show_progress: bool = False) -> PredictResult:
+                   picture_scale: float = 1.0, show_progress: bool = False) -> PredictResult:
     """Run `model` over the image files `paths`.
 
     Args:
@@ -125,6 +125,7 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
         out_dir: where to write the annotated pictures (None: no pictures).
         skip_bad_images: skip (and count) unreadable images instead of raising.
         keypoint_skeleton: 0-based keypoint index pairs to draw as lines.
+        picture_scale: enlarge the pictures by this factor (small images get readable captions).
 
     Images get ids 1..N in `paths` order (`images` lists id, file_name and size).
     """
@@ -160,16 +161,38 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
                 result.predictions.append(det)
             if out_dir is not None:
                 picture = Path(out_dir) / names[idx]
-                _save_picture(image, output, categories, picture, keypoint_skeleton)
+                _save_picture(image, output, categories, picture, keypoint_skeleton, picture_scale)
                 result.pictures.append(picture)
     return result
 
 
 def _save_picture(image: torch.Tensor, output: Dict[str, torch.Tensor], categories: Sequence[str], path: Path,
-                  skeleton: Optional[Sequence[Tuple[int, int]]]) -> None:
-    """Draw `output` on `image` [3, H, W] (0..1) and save it to `path`."""
+                  skeleton: Optional[Sequence[Tuple[int, int]]], scale: float = 1.0) -> None:
+    """Draw `output` on `image` [3, H, W] (0..1), enlarged `scale` times, and save it to `path`."""
     from torchdet.visualization import draw_detections, save_image
 
+    if scale != 1.0:
+        image, output = _enlarge(image, output, scale)
     drawn = draw_detections(image, output, categories=list(categories), score_thresh=0.0,
                             connectivity=[tuple(pair) for pair in skeleton] if skeleton else None)
     save_image(drawn, path)
+
+
+def _enlarge(image: torch.Tensor, output: Dict[str, torch.Tensor], scale: float
+             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """`image` [3, H, W] and its detections (boxes, masks, keypoints) resized by `scale`."""
+    import torch.nn.functional as F
+
+    size = (max(1, round(image.shape[-2] * scale)), max(1, round(image.shape[-1] * scale)))
+    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    output = dict(output)
+    output["boxes"] = output["boxes"] * scale
+    if "keypoints" in output:
+        keypoints = output["keypoints"].clone()
+        keypoints[..., :2] *= scale
+        output["keypoints"] = keypoints
+    if "masks" in output and len(output["masks"]):
+        masks = output["masks"].float()
+        masks = masks if masks.dim() == 4 else masks[:, None]
+        output["masks"] = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+    return image, output
