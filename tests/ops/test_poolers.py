@@ -111,8 +111,17 @@ def test_gradient_reaches_every_level() -> None:
     assert x["pool"].grad is None
 
 
-def test_missing_feature_and_repr() -> None:
+def test_names_the_backbone_lacks_are_skipped() -> None:
+    """As torchvision: ["0", "1", "2", "3"] over a MobileNet FPN's "0", "1", "pool" pools from "0" and "1"."""
+    x = fpn_features(batch=1)
+    boxes = [torch.tensor([square(20), square(230)])]
+    skipped = MultiScaleRoIAlign(["0", "7"], 7, 2)(x, boxes, [(256, 320)])
+    only = MultiScaleRoIAlign(["0"], 7, 2)({"0": x["0"]}, boxes, [(256, 320)])
+    torch.testing.assert_close(skipped, only)
+
+
+def test_no_listed_feature_and_repr() -> None:
     pooler = MultiScaleRoIAlign(["0", "7"], 7, 2)
-    with pytest.raises(ValueError, match="7"):
-        pooler(fpn_features(), [torch.zeros(0, 4)], [(256, 320)])
+    with pytest.raises(ValueError, match="none of the feature maps"):
+        pooler({"9": fpn_features()["0"]}, [torch.zeros(0, 4)], [(256, 320)])
     assert repr(pooler) == "MultiScaleRoIAlign(featmap_names=['0', '7'], output_size=(7, 7), sampling_ratio=2)"

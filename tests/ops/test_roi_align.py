@@ -1,14 +1,17 @@
 """RoIAlign: the oracle's 24 configurations, hand-checked maps, a slow per-sample reference, autograd."""
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
 import torch
 
-import torchdet.ops.roi_align as roi_align_module
 from _oracle import load_ops
 from torchdet.ops.roi_align import RoIAlign, roi_align
+
+# The package re-exports the function under the module's name, so fetch the module itself.
+roi_align_module = importlib.import_module("torchdet.ops.roi_align")
 
 ORACLE = load_ops()
 

@@ -160,10 +160,14 @@ class MultiScaleRoIAlign(nn.Module):
         Returns:
             ``[sum L_i, C, h, w]`` pooled features, in the order of ``boxes``.
         """
-        missing = [name for name in self.featmap_names if name not in x]
-        if missing:
-            raise ValueError(f"MultiScaleRoIAlign: feature maps {missing} not found; available: {list(x)}")
-        features = [x[name] for name in self.featmap_names]
+        # As torchvision: pool from the listed maps the backbone produced, in the dict's order
+        # (a MobileNet FPN yields "0", "1", "pool" for the default ["0", "1", "2", "3"]).
+        features = [feature for name, feature in x.items() if name in self.featmap_names]
+        if not features:
+            raise ValueError(
+                f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the backbone's "
+                f"output {list(x)}; pass featmap_names that the backbone returns"
+            )
         self.scales, self.map_levels = _setup_scales(
             features, image_shapes, self.canonical_scale, self.canonical_level
         )
