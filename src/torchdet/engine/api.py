@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from torchdet.engine.datasets import category_ids, open_dataset, voc_class_names
 from torchdet.engine.evaluate import EvalResult, evaluate_model
 from torchdet.engine.loading import load_inference_model
 from torchdet.engine.predict import PredictResult, expand_sources, predict_images
-from torchdet.engine.progress import bars_enabled
+from torchdet.engine.progress import bars_enabled, echo
 from torchdet.engine.train import ModelSpec, TrainConfig, Trainer, TrainResult, seed_everything
 
 Log = Callable[[str], None]
@@ -54,7 +54,7 @@ def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[st
           split: Optional[str] = None, val_split: Optional[str] = None, config: Optional[TrainConfig] = None,
           model_kwargs: Optional[Dict[str, Any]] = None, num_classes: Optional[int] = None,
           init_weights: Optional[str] = None, weights_backbone: Any = None, device: Optional[str] = None,
-          skip_bad_images: bool = False, augment: bool = True, log: Log = print) -> TrainResult:
+          skip_bad_images: bool = False, augment: bool = True, log: Log = echo) -> TrainResult:
     """Train builder `model` on a dataset and write the run folder `out` (see engine.train)."""
     config = replace(config or TrainConfig(), epochs=epochs)
     get_builder(model)
@@ -67,7 +67,7 @@ def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[st
 
 
 def resume(checkpoint: str, *, epochs: Optional[int] = None, device: Optional[str] = None,
-           workers: Optional[int] = None, out: Optional[str] = None, log: Log = print) -> TrainResult:
+           workers: Optional[int] = None, out: Optional[str] = None, log: Log = echo) -> TrainResult:
     """Continue the run that wrote `checkpoint` (its `last.pt`) exactly where it stopped."""
     ckpt = load_checkpoint(checkpoint)
     require_training_checkpoint(ckpt, checkpoint)
@@ -182,7 +182,7 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
              num_classes: Optional[int] = None, fmt: str = "coco", images: Optional[str] = None,
              split: Optional[str] = None, batch_size: int = 2, workers: int = 0, device: Optional[str] = None,
              iou_types: Optional[Sequence[str]] = None, skip_bad_images: bool = False,
-             overrides: Optional[Dict[str, Any]] = None, log: Log = print) -> EvalResult:
+             overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> EvalResult:
     """Score `weights` on a dataset; print the metrics and per-class AP; with `out` write
     `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids)."""
     dev = resolve_device(device)
@@ -212,7 +212,7 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
 def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[str] = None,
             num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
             device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
-            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = print) -> PredictResult:
+            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> PredictResult:
     """Detect objects in image files; write `out/predictions.json` and the annotated pictures."""
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")

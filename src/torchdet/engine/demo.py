@@ -15,6 +15,7 @@ import torch
 
 from torchdet.data.synthetic import make_shapes_dataset
 from torchdet.engine import api
+from torchdet.engine.progress import echo
 from torchdet.engine.train import TrainConfig
 
 Log = Callable[[str], None]
@@ -29,14 +30,15 @@ class DemoRecipe:
     val_images: int = 100
     test_images: int = 8
     image_size: int = 128
-    shapes_per_image: Tuple[int, int] = (1, 4)
+    shapes_per_image: Tuple[int, int] = (3, 8)  # dense scenes: more objects to learn from per image
+    max_overlap: float = 0.1
     data_seed: int = 0
     # the model: FCOS on a small CNN, trained from scratch
     model: str = "fcos_tiny"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: {"min_size": 128, "max_size": 128,
                                                                    "score_thresh": 0.05})
     # training
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 8
     optimizer: str = "adamw"
     lr: float = 0.002
@@ -78,7 +80,8 @@ class DemoResult:
 def _make_data(recipe: DemoRecipe, root: Path, log: Log) -> Dict[str, Path]:
     """Generate the dataset under `root` (kept and reused when its parameters are unchanged)."""
     params = {k: v for k, v in asdict(recipe).items() if k in ("train_images", "val_images", "test_images",
-                                                              "image_size", "shapes_per_image", "data_seed")}
+                                                              "image_size", "shapes_per_image", "max_overlap",
+                                                              "data_seed")}
     params["shapes_per_image"] = list(params["shapes_per_image"])
     stamp = root / "params.json"
     files = {split: root / split / "_annotations.coco.json" for split in ("train", "val", "test")}
@@ -89,7 +92,7 @@ def _make_data(recipe: DemoRecipe, root: Path, log: Log) -> Dict[str, Path]:
     files = make_shapes_dataset(root, {"train": recipe.train_images, "val": recipe.val_images,
                                        "test": recipe.test_images},
                                 image_size=recipe.image_size, seed=recipe.data_seed,
-                                shapes_per_image=recipe.shapes_per_image)
+                                shapes_per_image=recipe.shapes_per_image, max_overlap=recipe.max_overlap)
     stamp.write_text(json.dumps(params))
     log(f"[1/4] generated {recipe.train_images} training, {recipe.val_images} validation and {recipe.test_images} "
         f"held-out shapes images ({recipe.image_size} px) in {root} ({time.perf_counter() - start:.1f}s)")
@@ -97,7 +100,7 @@ def _make_data(recipe: DemoRecipe, root: Path, log: Log) -> Dict[str, Path]:
 
 
 def run_demo(recipe: DemoRecipe = RECIPE, out: str = "runs/demo", device: Optional[str] = None,
-             log: Log = print) -> DemoResult:
+             log: Log = echo) -> DemoResult:
     """Run the demo into `out`: data/, train/ (checkpoints, metrics.csv, plot.png), eval/, predictions/."""
     start = time.perf_counter()
     torch.set_num_threads(recipe.threads)

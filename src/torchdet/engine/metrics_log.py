@@ -84,9 +84,11 @@ def plot_metrics(rows: Sequence[Row], path: PathLike) -> Optional[Path]:
     ap_cols = [c for c in columns if "/" in c and not c.startswith(("train/", "val/"))
                and c.split("/", 1)[1] in ("AP", "AP50", "AP75")]
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = sorted({c.split("/", 1)[1] for c in loss_cols}, key=lambda n: (n != "loss", n))
+    colours = {n: f"C{i}" for i, n in enumerate(names)}  # a loss keeps its colour in train and val
     for c in loss_cols:
         ax_loss.plot(epochs, [r.get(c, math.nan) for r in rows], marker="o", markersize=3,
-                     linestyle="-" if c.startswith("train/") else "--", label=c)
+                     linestyle="-" if c.startswith("train/") else "--", color=colours[c.split("/", 1)[1]], label=c)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("losses (solid: train, dashed: validation)")

@@ -17,6 +17,11 @@ from torchdet.engine.distributed import current
 T = TypeVar("T")
 
 
+def echo(message: str) -> None:
+    """Print a log line now (flushed, so piped logs show progress as it happens)."""
+    print(message, flush=True)
+
+
 def bars_enabled(requested: Optional[bool] = None) -> bool:
     """Whether to draw bars: `requested` when given (still off off the main process), else auto."""
     if not current().is_main:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 
 from torchdet.models._weights_pending import require_no_weights

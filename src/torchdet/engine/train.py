@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torchdet.engine.data_loading import make_train_loader, move_targets
 from torchdet.engine.ema import ModelEMA
 from torchdet.engine.evaluate import EvalResult, dataset_ground_truth, evaluate_model
 from torchdet.engine.metrics_log import append_metrics, plot_metrics
-from torchdet.engine.progress import bars_enabled, progress
+from torchdet.engine.progress import bars_enabled, echo, progress
 from torchdet.engine.schedulers import SCHEDULES, WarmupScheduler
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -190,7 +190,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, spec: ModelSpec, train_set: Any, val_set: Any, config: TrainConfig,
                  out_dir: Path, *, device: torch.device, extra: Optional[Dict[str, Any]] = None,
-                 log: Log = print) -> None:
+                 log: Log = echo) -> None:
         self.spec = spec
         self.config = config
         self.out_dir = Path(out_dir)
