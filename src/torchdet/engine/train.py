@@ -377,7 +377,8 @@ class Trainer:
                 if result is not None:
                     row.update(result.flat())
                 metric = self._selection_metric(result, train_losses)
-                improved = metric > self.best_metric
+                # with a validation set, only validated epochs compete for best.pt
+                improved = metric > self.best_metric and (result is not None or self.val_set is None)
                 if improved:
                     self.best_metric = metric
                 self._save(improved)
