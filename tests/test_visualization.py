@@ -128,3 +128,10 @@ def test_save_image(tmp_path):
 
 def test_palette_is_stable_and_distinct():
     assert color_palette(3) == color_palette(10)[:3] and len(set(color_palette(20))) == 20
+
+
+def test_caption_of_a_box_at_the_right_edge_stays_inside_the_image():
+    image = torch.zeros(3, 40, 100, dtype=torch.uint8)
+    out = draw_bounding_boxes(image, torch.tensor([[80.0, 5.0, 99.0, 30.0]]), labels=["a long caption"],
+                              colors=["red"])
+    assert out[0, 5:20, :75].sum() > 0  # the text was moved left of the box

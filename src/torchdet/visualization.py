@@ -164,10 +164,14 @@ def draw_bounding_boxes(
 
 
 def _draw_caption(draw, xy, text, colour, font, background: bool) -> None:
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    overflow = max(0, right - draw.im.size[0])  # keep captions of boxes at the right edge readable
+    if overflow:
+        xy = (max(0, xy[0] - overflow), xy[1])
+        left, top, right, bottom = draw.textbbox(xy, text, font=font)
     if not background:
         draw.text(xy, text, fill=colour, font=font)
         return
-    left, top, right, bottom = draw.textbbox(xy, text, font=font)
     draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
     luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
     draw.text(xy, text, fill=(0, 0, 0) if luminance > 140 else (255, 255, 255), font=font)
