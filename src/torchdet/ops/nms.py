@@ -12,6 +12,11 @@ suppress all later boxes at once with one vectorised IoU computation, tiled over
 memory stays ``O(_BLOCK * _TILE)``. Boxes already suppressed are dropped from every later block,
 so work shrinks as suppression proceeds. The arithmetic runs on CPU in NumPy (faster than
 PyTorch for these elementwise passes); CUDA inputs are copied to the CPU and back.
+
+Export: while tracing (``torch.onnx.export`` with ``dynamo=False``, ``torch.jit.trace``) ``nms``
+runs through ``_NMSOp``, whose forward is the implementation above and whose ONNX symbolic is
+``NonMaxSuppression``; ``batched_nms`` then always uses the coordinate-offset form (one NMS), as
+the ONNX graph cannot group by class. Eager calls never take that path.
 """
 from __future__ import annotations
 
@@ -133,6 +138,31 @@ def _as_numpy_coords(boxes: Tensor) -> np.ndarray:
     return np.ascontiguousarray(boxes.cpu().numpy().T)
 
 
+def _is_exporting() -> bool:
+    """True while ``torch.onnx.export`` or ``torch.jit.trace`` records the graph."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+class _NMSOp(torch.autograd.Function):
+    """``nms`` as one traced node: the eager implementation forward, ONNX ``NonMaxSuppression`` symbolic."""
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:  # type: ignore[override]
+        return _nms_eager(boxes, scores, iou_threshold)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold: float):  # type: ignore[no-untyped-def]
+        def const(value: Tensor):  # type: ignore[no-untyped-def]
+            return g.op("Constant", value_t=value)
+
+        boxes3 = g.op("Reshape", boxes, const(torch.tensor([1, -1, 4], dtype=torch.int64)))  # [1, N, 4]
+        scores3 = g.op("Reshape", scores, const(torch.tensor([1, 1, -1], dtype=torch.int64)))  # [1, 1, N]
+        max_out = const(torch.tensor([2**62], dtype=torch.int64))
+        threshold = const(torch.tensor([float(iou_threshold)], dtype=torch.float32))
+        selected = g.op("NonMaxSuppression", boxes3, scores3, max_out, threshold)  # [K, 3]
+        return g.op("Gather", selected, const(torch.tensor(2, dtype=torch.int64)), axis_i=1)  # [K]
+
+
 def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"nms expects boxes of shape [N, 4], got {tuple(boxes.shape)}")
@@ -159,6 +189,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``[K]`` int64 indices of the kept boxes, by decreasing score, on ``boxes.device``.
     """
     _check_inputs(boxes, scores)
+    if _is_exporting():
+        return _NMSOp.apply(boxes, scores, float(iou_threshold))
+    return _nms_eager(boxes, scores, iou_threshold)
+
+
+def _nms_eager(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """``nms`` without the input checks (see there)."""
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = _score_order(scores)  # [N]
@@ -205,6 +242,11 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     _check_inputs(boxes, scores)
     if idxs.shape != scores.shape:
         raise ValueError(f"batched_nms expects idxs of shape {tuple(scores.shape)}, got {tuple(idxs.shape)}")
+    if _is_exporting():
+        # A zero is included in the maximum so that an empty input traces too (boxes are >= 0).
+        max_coordinate = torch.cat([boxes.detach().flatten(), boxes.new_zeros(1)]).max()
+        offsets = idxs.to(boxes) * (max_coordinate + 1)  # [N]
+        return nms(boxes + offsets[:, None], scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     limit = _OFFSET_TRICK_MAX_NUMEL.get(boxes.device.type, _OFFSET_TRICK_MAX_NUMEL_OTHER)

@@ -6,7 +6,9 @@ levels present. A level's scale is inferred from its size relative to the larges
 the batch, rounded to a power of two.
 
 All levels are flattened into one pixel table and every box is pooled in a single pass, so the
-output comes out in the input box order without per-level scatter.
+output comes out in the input box order without per-level scatter. While tracing for export
+the table is not traceable, so each level is pooled with ``roi_align`` (ONNX ``RoiAlign``) on its
+own boxes and scattered back into box order.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from torchdet.ops.roi_align import (
     _compute_dtype,
     _pair,
     _pixel_table,
+    _is_exporting,
     _pool_bins,
     _roi_geometry,
     roi_align,
@@ -98,6 +101,8 @@ def _multiscale_roi_align(
     first = features[0]
     if len(features) == 1:
         return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+    if _is_exporting():
+        return _multiscale_roi_align_per_level(features, boxes, rois, output_size, sampling_ratio, scales, mapper)
     num_rois, channels = rois.shape[0], first.shape[1]
     if num_rois == 0:
         return first.new_zeros((0, channels) + tuple(output_size))
@@ -116,6 +121,30 @@ def _multiscale_roi_align(
     geometry = _roi_geometry(rois, output_size[0], output_size[1], scale, sampling_ratio, aligned=False)
     bins = _pool_bins(table, base, height, width, geometry, output_size)
     return bins.permute(0, 3, 1, 2).contiguous().to(first.dtype)
+
+
+def _multiscale_roi_align_per_level(
+    features: List[Tensor],
+    boxes: List[Tensor],
+    rois: Tensor,
+    output_size: Tuple[int, int],
+    sampling_ratio: int,
+    scales: List[float],
+    mapper: LevelMapper,
+) -> Tensor:
+    """Traceable form of ``_multiscale_roi_align``: one ``roi_align`` per level, scattered back.
+
+    ``rois``: ``[K, 5]`` from ``boxes``. Returns ``[K, C, h, w]`` in box order.
+    """
+    levels = mapper(boxes)  # [K]
+    first = features[0]
+    rois = rois.to(first.dtype)
+    result = torch.zeros((rois.shape[0], first.shape[1]) + tuple(output_size), dtype=first.dtype, device=first.device)
+    for level, (feature, scale) in enumerate(zip(features, scales)):
+        index = torch.where(levels == level)[0]  # [K_l]
+        pooled = roi_align(feature, rois[index], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
+        result = result.index_put((index,), pooled)
+    return result
 
 
 class MultiScaleRoIAlign(nn.Module):

@@ -28,6 +28,12 @@ With few channels and large RoIs (mask targets: one channel, 28 x 28 bins over w
 per-entry overhead dominates, and a second strategy is used instead: sum the weighted image rows
 of each (RoI, channel, output row) with ``embedding_bag`` over the ``[B*C*H, W]`` rows, then apply
 the x weights with one batched matmul. A rough cost model picks the strategy per call.
+
+Export: while tracing (``torch.onnx.export`` with ``dynamo=False``, ``torch.jit.trace``)
+``roi_align`` runs through ``_RoIAlignOp``, whose forward is the implementation above and whose
+ONNX symbolic is ``RoiAlign`` (``mode="avg"``; adaptive ``sampling_ratio <= 0`` becomes 0;
+``aligned`` maps to ``coordinate_transformation_mode`` from opset 16, and before that to a
+half-pixel shift of the boxes). Eager calls never take that path.
 """
 from __future__ import annotations
 
@@ -340,6 +346,43 @@ def _pixel_table(feature: Tensor, dtype: torch.dtype) -> Tensor:
     return feature.to(dtype).permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
 
 
+def _is_exporting() -> bool:
+    """True while ``torch.onnx.export`` or ``torch.jit.trace`` records the graph."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+class _RoIAlignOp(torch.autograd.Function):
+    """``roi_align`` on ``[K, 5]`` rois as one traced node, ONNX ``RoiAlign`` symbolic."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float,
+        sampling_ratio: int, aligned: bool,
+    ) -> Tensor:
+        return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+
+    @staticmethod
+    def symbolic(  # type: ignore[no-untyped-def]
+        g, input, rois, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+    ):
+        def const(value: Tensor):  # type: ignore[no-untyped-def]
+            return g.op("Constant", value_t=value)
+
+        batch_indices = g.op("Gather", rois, const(torch.tensor(0, dtype=torch.int64)), axis_i=1)  # [K]
+        batch_indices = g.op("Cast", batch_indices, to_i=7)  # int64
+        boxes = g.op("Gather", rois, const(torch.tensor([1, 2, 3, 4], dtype=torch.int64)), axis_i=1)  # [K, 4]
+        opset = int(getattr(g, "opset", 11))
+        attrs = dict(
+            mode_s="avg", output_height_i=int(pooled_h), output_width_i=int(pooled_w),
+            spatial_scale_f=float(spatial_scale), sampling_ratio_i=max(int(sampling_ratio), 0),
+        )
+        if opset >= 16:
+            attrs["coordinate_transformation_mode_s"] = "half_pixel" if aligned else "output_half_pixel"
+        elif aligned:
+            boxes = g.op("Sub", boxes, const(torch.tensor(0.5 / float(spatial_scale), dtype=torch.float32)))
+        return g.op("RoiAlign", input, boxes, batch_indices, **attrs)
+
+
 @profiled("roi_align")
 def roi_align(
     input: Tensor,
@@ -370,6 +413,17 @@ def roi_align(
     rois = boxes if isinstance(boxes, Tensor) else _boxes_to_rois(list(boxes))
     _check_rois(rois)
     pooled_h, pooled_w = _pair(output_size)
+    if _is_exporting():
+        rois = rois.to(dtype=input.dtype)
+        return _RoIAlignOp.apply(input, rois, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), bool(aligned))
+    return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+
+
+def _roi_align_eager(
+    input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int, aligned: bool
+) -> Tensor:
+    """``roi_align`` on checked ``[K, 5]`` rois (see there)."""
+    pooled_h, pooled_w = output_size
     batch, channels, height, width = input.shape
     num_rois = rois.shape[0]
     if num_rois == 0 or height == 0 or width == 0:

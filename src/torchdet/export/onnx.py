@@ -1,0 +1,195 @@
+"""Export a detector to a deployable ONNX graph, and run one with onnxruntime.
+
+The graph's contract (every builder):
+
+- input ``images``: float ``[B, 3, H, W]``, pixel values in 0..1;
+- outputs ``boxes`` ``[B, D, 4]`` (xyxy, input pixels), ``scores`` ``[B, D]``, ``labels``
+  ``[B, D]`` int64, ``num_detections`` ``[B]`` int64: each image's detections come first, by
+  decreasing score, and the rows past ``num_detections`` are zeros; ``D`` is the model's
+  ``detections_per_img``;
+- Mask R-CNN adds ``masks`` ``[B, D, 1, H, W]``; Keypoint R-CNN adds ``keypoints`` ``[B, D, K, 3]``.
+
+How: ``DeployableDetector`` wraps the eager model and pads its per-image dicts; the graph is
+recorded by the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``), with NMS and
+RoIAlign emitted as ONNX ``NonMaxSuppression`` / ``RoiAlign`` by ``torchdet.ops``. During the
+trace the model's transform pads the batch with ``F.pad`` (its eager in-place copy into a
+preallocated batch is not recorded by the tracer); nothing else of the model changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
+
+DEFAULT_OPSET = 17  # RoiAlign's coordinate_transformation_mode (aligned=True) needs 16+
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+_INSTALL_HINT = "ONNX export needs the optional packages onnx and onnxruntime: pip install 'torchdet[export]'"
+
+
+def require_onnx() -> None:
+    """Raise ImportError naming the extra to install when onnx or onnxruntime is missing."""
+    for module in ("onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError as e:
+            raise ImportError(f"{_INSTALL_HINT} ({module} is not installed)") from e
+
+
+def detections_per_img(model: nn.Module) -> int:
+    """The most detections the model returns per image (``D``)."""
+    for owner in (model, getattr(model, "roi_heads", None)):
+        value = getattr(owner, "detections_per_img", None)
+        if value is not None:
+            return int(value)
+    raise ValueError(
+        f"{type(model).__name__} has no detections_per_img (nor roi_heads.detections_per_img); "
+        "export supports the torchdet detectors"
+    )
+
+
+def _pad_rows(x: Tensor, rows: int) -> Tensor:
+    """``[N, ...]`` -> ``[rows, ...]``: zeros appended, then cut to ``rows`` (N <= rows)."""
+    return torch.cat([x, x.new_zeros((rows,) + tuple(x.shape[1:]))], dim=0)[:rows]
+
+
+class DeployableDetector(nn.Module):
+    """A detector in eval mode with fixed-size, batched outputs (see the module docstring).
+
+    Args:
+        model: a torchdet detector (its ``forward(images)`` returns one dict per image).
+        detections_per_img: ``D``; default the model's own.
+    """
+
+    def __init__(self, model: nn.Module, detections_per_img: Optional[int] = None) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.detections_per_img = detections_per_img or globals()["detections_per_img"](model)
+        self.eval()
+
+    @staticmethod
+    def output_names(sample: Dict[str, List[Tensor]]) -> List[str]:
+        """The graph's output names, in order, for the keys present in ``sample``."""
+        return list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in sample]
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
+        """``images [B, 3, H, W]`` -> ``(boxes, scores, labels, num_detections[, masks][, keypoints])``."""
+        results = self.model(list(images.unbind(0)))
+        d = self.detections_per_img
+        outputs: Dict[str, List[Tensor]] = {}
+        for result in results:
+            count = torch.ones_like(result["scores"], dtype=torch.int64).sum()  # traced, not a constant
+            per_image = {
+                "boxes": _pad_rows(result["boxes"], d),
+                "scores": _pad_rows(result["scores"], d),
+                "labels": _pad_rows(result["labels"].to(torch.int64), d),
+                "num_detections": count,
+            }
+            for key in ("masks", "keypoints"):
+                if key in result:
+                    per_image[key] = _pad_rows(result[key], d)
+            for key, value in per_image.items():
+                outputs.setdefault(key, []).append(value)
+        return tuple(torch.stack(outputs[name]) for name in self.output_names(outputs))  # type: ignore[arg-type]
+
+
+def _traceable_batch_images(images: List[Tensor], size_divisible: int = 32) -> Tensor:
+    """``batch_images`` with ``F.pad`` (recorded by the tracer): ``[B, C, H, W]`` zero-padded."""
+    height = max(int(image.shape[-2]) for image in images)
+    width = max(int(image.shape[-1]) for image in images)
+    height = int(math.ceil(height / size_divisible) * size_divisible)
+    width = int(math.ceil(width / size_divisible) * size_divisible)
+    padded = [F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2])) for image in images]
+    return torch.stack(padded)
+
+
+@contextlib.contextmanager
+def _traceable(model: nn.Module) -> Iterator[None]:
+    """Patch the model's transform (on this instance only) for the trace, then restore it."""
+    transform = getattr(model, "transform", None)
+    if transform is None or not hasattr(transform, "batch_images"):
+        yield
+        return
+    transform.batch_images = _traceable_batch_images
+    try:
+        yield
+    finally:
+        del transform.batch_images
+
+
+def to_onnx(
+    model: nn.Module,
+    path: Union[str, Path],
+    image_size: Sequence[int] = (320, 320),
+    dynamic: bool = False,
+    opset: Optional[int] = None,
+    batch_size: int = 1,
+) -> Path:
+    """Write ``model`` as a deployable ONNX graph (contract in the module docstring).
+
+    Args:
+        model: a torchdet detector; it is put in eval mode.
+        path: the ``.onnx`` file to write.
+        image_size: ``(H, W)`` of the exported input.
+        dynamic: make the batch size, H and W free.
+        opset: ONNX opset (default ``DEFAULT_OPSET``; at least 11).
+        batch_size: batch size of the example input used for the trace.
+
+    Returns:
+        ``path``.
+    """
+    require_onnx()
+    if len(image_size) != 2 or min(int(s) for s in image_size) < 1:
+        raise ValueError(f"image_size must be (height, width) with positive sides, got {tuple(image_size)}")
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if opset < 11:
+        raise ValueError(f"opset must be 11 or higher (NonMaxSuppression, RoiAlign), got {opset}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = DeployableDetector(model)
+    device = next(model.parameters()).device
+    # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
+    with torch.no_grad(), _traceable(model):
+        names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
+        dynamic_axes = None
+        if dynamic:
+            dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+            dynamic_axes.update({name: {0: "batch"} for name in names})
+            if "masks" in names:
+                dynamic_axes["masks"] = {0: "batch", 3: "height", 4: "width"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values; the graph is checked by tests
+            torch.onnx.export(
+                wrapper, (images,), str(path), opset_version=opset, dynamo=False,
+                input_names=["images"], output_names=names, dynamic_axes=dynamic_axes,
+            )
+    return path
+
+
+def _has_key(model: nn.Module, key: str) -> bool:
+    heads = getattr(model, "roi_heads", None)
+    if key == "masks":
+        return getattr(heads, "mask_predictor", None) is not None
+    if key == "keypoints":
+        return getattr(heads, "keypoint_predictor", None) is not None
+    return False
+
+
+def run_onnx(path: Union[str, Path], images: Tensor) -> Dict[str, Tensor]:
+    """Run an exported graph in onnxruntime (CPU): ``images [B, 3, H, W]`` -> outputs by name."""
+    require_onnx()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {"images": images.detach().cpu().float().numpy()})
+    return {name: torch.from_numpy(value) for name, value in zip(names, values)}
