@@ -1,0 +1,40 @@
+"""`torchdet export` writes a graph that matches the checkpoint's model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from _oracle import assert_detections_match, build_filled, load_case  # noqa: E402
+from torchdet.cli import main  # noqa: E402
+from torchdet.engine.builders import get_builder  # noqa: E402
+from torchdet.export.onnx import run_onnx  # noqa: E402
+
+NAME = "ssdlite320_mobilenet_v3_large"
+
+
+def test_export_command_writes_a_matching_graph(tmp_path: Path) -> None:
+    case = load_case(NAME)
+    model = build_filled(get_builder(NAME), case["weights_seed"], **case["kwargs"]).eval()
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"builder": NAME, "builder_kwargs": dict(case["kwargs"]), "model": model.state_dict()}, checkpoint)
+    out = tmp_path / "model.onnx"
+    code = main(["export", "--weights", str(checkpoint), "--format", "onnx", "--image-size", "240", "320",
+                 "--out", str(out)])
+    assert code == 0 and out.is_file()
+    image = case["images"][0][None]
+    outputs = run_onnx(out, image)
+    count = int(outputs["num_detections"][0])
+    with torch.no_grad():
+        expected = model(list(image))
+    assert_detections_match([{k: v[0, :count] for k, v in outputs.items() if k != "num_detections"}], expected)
+
+
+def test_export_command_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["export", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])
+    assert code == 1
+    assert "torchdet export: error:" in capsys.readouterr().err
