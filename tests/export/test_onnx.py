@@ -98,6 +98,8 @@ def test_bad_arguments_name_the_value(tmp_path: Path) -> None:
         to_onnx(model, tmp_path / "m.onnx", image_size=SIZE, opset=10)
     with pytest.raises(ValueError, match="image_size"):
         to_onnx(model, tmp_path / "m.onnx", image_size=(0, 10))
+    with pytest.raises(NotImplementedError, match="dynamic"):
+        to_onnx(model, tmp_path / "m.onnx", image_size=SIZE, dynamic=True)
 
 
 def test_missing_onnxruntime_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:

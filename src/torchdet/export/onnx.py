@@ -138,7 +138,7 @@ def to_onnx(
         model: a torchdet detector; it is put in eval mode.
         path: the ``.onnx`` file to write.
         image_size: ``(H, W)`` of the exported input.
-        dynamic: make the batch size, H and W free.
+        dynamic: make the batch size, H and W free (not supported yet: raises NotImplementedError).
         opset: ONNX opset (default ``DEFAULT_OPSET``; at least 11).
         batch_size: batch size of the example input used for the trace.
 
@@ -148,6 +148,15 @@ def to_onnx(
     require_onnx()
     if len(image_size) != 2 or min(int(s) for s in image_size) < 1:
         raise ValueError(f"image_size must be (height, width) with positive sides, got {tuple(image_size)}")
+    if dynamic:
+        # The models still turn image shapes into Python ints (original sizes, resize scales, anchor
+        # grids) and loop over the batch in Python, so a traced graph with free axes would run at
+        # other sizes but give wrong detections. Refuse rather than write such a file.
+        raise NotImplementedError(
+            "dynamic=True (free batch size, height and width) is not supported yet: the traced graph "
+            "would bake the export size into the box scaling and anchors. Export one graph per input "
+            f"size with dynamic=False (here image_size={tuple(image_size)})"
+        )
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < 11:
         raise ValueError(f"opset must be 11 or higher (NonMaxSuppression, RoiAlign), got {opset}")

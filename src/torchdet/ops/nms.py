@@ -148,7 +148,12 @@ class _NMSOp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:  # type: ignore[override]
-        return _nms_eager(boxes, scores, iou_threshold)
+        state = torch._C._get_tracing_state()  # the graph gets the symbolic only, not these ops
+        torch._C._set_tracing_state(None)
+        try:
+            return _nms_eager(boxes, scores, iou_threshold)
+        finally:
+            torch._C._set_tracing_state(state)
 
     @staticmethod
     def symbolic(g, boxes, scores, iou_threshold: float):  # type: ignore[no-untyped-def]
@@ -190,7 +195,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """
     _check_inputs(boxes, scores)
     if _is_exporting():
-        return _NMSOp.apply(boxes, scores, float(iou_threshold))
+        with torch.no_grad():  # a graph for inference; the op is recorded by its symbolic
+            return _NMSOp.apply(boxes, scores, float(iou_threshold))
     return _nms_eager(boxes, scores, iou_threshold)
 
 

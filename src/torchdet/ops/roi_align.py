@@ -359,7 +359,12 @@ class _RoIAlignOp(torch.autograd.Function):
         ctx, input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float,
         sampling_ratio: int, aligned: bool,
     ) -> Tensor:
-        return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+        state = torch._C._get_tracing_state()  # the graph gets the symbolic only, not these ops
+        torch._C._set_tracing_state(None)
+        try:
+            return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+        finally:
+            torch._C._set_tracing_state(state)
 
     @staticmethod
     def symbolic(  # type: ignore[no-untyped-def]
@@ -415,7 +420,10 @@ def roi_align(
     pooled_h, pooled_w = _pair(output_size)
     if _is_exporting():
         rois = rois.to(dtype=input.dtype)
-        return _RoIAlignOp.apply(input, rois, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), bool(aligned))
+        with torch.no_grad():  # a graph for inference; the op is recorded by its symbolic
+            return _RoIAlignOp.apply(
+                input, rois, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), bool(aligned)
+            )
     return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
 
 
