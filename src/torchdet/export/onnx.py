@@ -13,7 +13,8 @@ How: ``DeployableDetector`` wraps the eager model and pads its per-image dicts; 
 recorded by the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``), with NMS and
 RoIAlign emitted as ONNX ``NonMaxSuppression`` / ``RoiAlign`` by ``torchdet.ops``. During the
 trace the model's transform pads the batch with ``F.pad`` (its eager in-place copy into a
-preallocated batch is not recorded by the tracer); nothing else of the model changes.
+preallocated batch is not recorded by the tracer), and Keypoint R-CNN decodes its heatmaps with
+``torchdet.export.keypoints`` (a fixed sampling grid instead of a data-dependent search).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from torchdet.export.keypoints import traceable_keypoint_decoding
 
 __all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
 
@@ -167,7 +170,14 @@ def to_onnx(
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
-    with torch.no_grad(), _traceable(model):
+    decoding: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if _has_key(model, "keypoints"):
+        if opset < 16:
+            raise ValueError(f"Keypoint R-CNN exports with opset 16 or higher (GridSample), got opset={opset}")
+        with torch.no_grad():
+            max_size = tuple(model.transform(list(images))[0].tensors.shape[-2:])  # padded input size
+        decoding = traceable_keypoint_decoding(max_size)
+    with torch.no_grad(), _traceable(model), decoding:
         names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
         dynamic_axes = None
         if dynamic:
