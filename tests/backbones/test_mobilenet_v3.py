@@ -8,6 +8,8 @@ from torch import nn
 from _oracle import golden_manifest
 from torchdet.backbones.mobilenet_v3 import InvertedResidual, mobilenet_v3_large, mobilenet_v3_small
 from torchdet.ops.misc import Conv2dNormActivation, SqueezeExcitation
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 # (kernel, expanded, out, use_se, hard-swish, stride) per bottleneck of the paper's Table 1.
 LARGE = [
@@ -87,8 +89,16 @@ def test_reduced_tail_gives_ssdlite_backbone_keys(spelling):
     assert ours == ref
 
 
-def test_errors():
-    with pytest.raises(NotImplementedError, match="weights=None"):
+def test_errors(offline_hub):
+    # Offline with an empty cache: the error names the file to fetch, where to put it, and weights=None.
+    with pytest.raises(CheckpointDownloadError, match="weights=None") as info:
         mobilenet_v3_large(weights="DEFAULT")
+    assert str(offline_hub / MobileNet_V3_Large_Weights.IMAGENET1K_V2.file_name) in str(info.value)
+    with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
+        mobilenet_v3_large(weights="IMAGENET")
+    with pytest.raises(ValueError, match="num_classes=10"):
+        mobilenet_v3_large(weights="DEFAULT", num_classes=10)
+    with pytest.raises(NotImplementedError, match="weights=None"):  # only the detectors' backbone has weights
+        mobilenet_v3_small(weights="DEFAULT")
     with pytest.raises(ValueError, match="disagree"):
         mobilenet_v3_large(reduced_tail=True, _reduced_tail=False)

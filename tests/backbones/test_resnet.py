@@ -5,6 +5,8 @@ from torch import nn
 
 from torchdet.backbones.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 from torchdet.ops.misc import FrozenBatchNorm2d
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,19 @@ def test_dilation_and_resnet18_shapes():
         assert m.layer4(h).shape == (1, 2048, 4, 4)
 
 
-def test_errors():
-    with pytest.raises(NotImplementedError, match="weights=None"):
+def test_weights_errors(offline_hub):
+    # Offline with an empty cache: the error names the file to fetch, where to put it, and weights=None.
+    with pytest.raises(CheckpointDownloadError, match="weights=None") as info:
         resnet50(weights="DEFAULT")
+    assert str(offline_hub / ResNet50_Weights.IMAGENET1K_V2.file_name) in str(info.value)  # DEFAULT is V2
+    with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
+        resnet50(weights="IMAGENET")
+    with pytest.raises(ValueError, match="num_classes=10"):  # checked before anything is read
+        resnet50(weights="DEFAULT", num_classes=10)
+    with pytest.raises(NotImplementedError, match="weights=None"):  # only the detectors' backbone has weights
+        resnet18(weights="DEFAULT")
+
+
+def test_errors():
     with pytest.raises(ValueError, match="replace_stride_with_dilation"):
         ResNet(Bottleneck, [1, 1, 1, 1], replace_stride_with_dilation=[True])

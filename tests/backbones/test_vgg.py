@@ -4,7 +4,9 @@ import torch
 from torch import nn
 
 from _oracle import golden_manifest
-from torchdet.backbones.vgg import vgg16
+from torchdet.backbones.vgg import vgg16, vgg16_bn
+from torchdet.weights.backbone import VGG16_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 POOLS = [4, 9, 16, 23, 30]
@@ -35,6 +37,15 @@ def test_vgg16_layout_shapes_and_ssd300_keys():
     assert ours == ref
 
 
-def test_weights_not_available_yet():
-    with pytest.raises(NotImplementedError, match="weights=None"):
-        vgg16(weights="DEFAULT")
+def test_weights_errors(offline_hub):
+    # Offline with an empty cache: the error names the file to fetch, where to put it, and weights=None.
+    for member in ("DEFAULT", "IMAGENET1K_FEATURES"):
+        with pytest.raises(CheckpointDownloadError, match="weights=None") as info:
+            vgg16(weights=member)
+        assert str(offline_hub / VGG16_Weights[member].file_name) in str(info.value)
+    with pytest.raises(ValueError, match="IMAGENET1K_FEATURES"):
+        vgg16(weights="FEATURES")
+    with pytest.raises(ValueError, match="num_classes=10"):
+        vgg16(weights="IMAGENET1K_V1", num_classes=10)
+    with pytest.raises(NotImplementedError, match="weights=None"):  # only SSD's backbone has weights
+        vgg16_bn(weights="DEFAULT")

@@ -11,6 +11,9 @@ from torchdet.models import faster_rcnn as frcnn
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.ops.misc import FrozenBatchNorm2d
 from torchdet.ops.poolers import MultiScaleRoIAlign
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchdet.weights.detection import FasterRCNN_MobileNet_V3_Large_FPN_Weights, MaskRCNN_ResNet50_FPN_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 BUILDERS = [
     "fasterrcnn_resnet50_fpn",
@@ -202,38 +205,67 @@ def test_num_classes_and_box_predictor_errors():
 
 
 def test_builder_defaults():
-    model = frcnn.fasterrcnn_mobilenet_v3_large_320_fpn(num_classes=5)
+    model = frcnn.fasterrcnn_mobilenet_v3_large_320_fpn(weights_backbone=None, num_classes=5)
     assert model.roi_heads.box_predictor.cls_score.out_features == 5
     assert model.transform.min_size == (320,) and model.transform.max_size == 640
     assert model.rpn._pre_nms_top_n["testing"] == 150 and model.rpn._post_nms_top_n["testing"] == 150
     assert model.rpn.score_thresh == 0.05
     assert model.rpn.anchor_generator.sizes == ((32, 64, 128, 256, 512),) * 3
-    with pytest.raises(NotImplementedError, match="pretrained weights"):
+
+
+def test_builder_weights_errors(offline_hub):
+    # torchvision's default is an ImageNet backbone: offline with an empty cache, the error names the
+    # file, where to put it, and the way out.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
+        frcnn.fasterrcnn_mobilenet_v3_large_320_fpn(num_classes=5)
+    assert str(offline_hub / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name) in str(info.value)
+    with pytest.raises(CheckpointDownloadError, match="weights=None") as info:
         frcnn.fasterrcnn_mobilenet_v3_large_fpn(weights="DEFAULT")
+    assert str(offline_hub / FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1.file_name) in str(info.value)
+    # Checked before anything is built or read:
+    with pytest.raises(ValueError, match="COCO_V1"):
+        frcnn.fasterrcnn_resnet50_fpn(weights="COCO")
+    with pytest.raises(ValueError, match="num_classes=5 .* num_classes=91"):
+        frcnn.fasterrcnn_resnet50_fpn(weights="DEFAULT", num_classes=5)
+    with pytest.raises(TypeError, match="MaskRCNN_ResNet50_FPN_Weights.COCO_V1"):
+        frcnn.fasterrcnn_resnet50_fpn(weights=MaskRCNN_ResNet50_FPN_Weights.COCO_V1)
+    with pytest.raises(TypeError, match="ResNet50_Weights"):
+        frcnn.fasterrcnn_resnet50_fpn(weights_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 
 
 # ---- trainable_backbone_layers and the norm layer ---------------------------------------------------
 
 
 def test_no_weights_trains_everything_with_batchnorm():
-    model = frcnn.fasterrcnn_mobilenet_v3_large_fpn()
+    model = frcnn.fasterrcnn_mobilenet_v3_large_fpn(weights_backbone=None)
     assert all(p.requires_grad for p in model.backbone.parameters())
     norms = [m for m in model.backbone.body.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
     assert norms and all(isinstance(m, nn.BatchNorm2d) for m in norms)
     with pytest.warns(UserWarning, match="no effect"):
-        model = frcnn.fasterrcnn_mobilenet_v3_large_fpn(trainable_backbone_layers=2)
+        model = frcnn.fasterrcnn_mobilenet_v3_large_fpn(weights_backbone=None, trainable_backbone_layers=2)
     assert all(p.requires_grad for p in model.backbone.parameters())
 
 
 def test_pretrained_backbone_freezes_and_uses_frozen_bn(monkeypatch):
-    """With backbone weights (simulated until the weights land): FrozenBatchNorm2d and the top stages trainable."""
+    """With ImageNet backbone weights: FrozenBatchNorm2d and only the top stages trainable.
+
+    The backbone constructors are wrapped to record the weights they are given and build without
+    reading a checkpoint (tests/weights loads real files through the builders).
+    """
     import torchdet.backbones.mobilenet_v3 as mnv3
     import torchdet.backbones.resnet as resnet
 
     real_resnet50, real_mnv3 = resnet.resnet50, mnv3.mobilenet_v3_large
-    monkeypatch.setattr(frcnn, "require_no_weights", lambda *args: None)
-    monkeypatch.setattr(resnet, "resnet50", lambda weights=None, **kw: real_resnet50(weights=None, **kw))
-    monkeypatch.setattr(mnv3, "mobilenet_v3_large", lambda weights=None, **kw: real_mnv3(weights=None, **kw))
+    requested = []
+
+    def fake(real):
+        def build(*, weights=None, **kw):
+            requested.append(weights)
+            return real(weights=None, **kw)
+        return build
+
+    monkeypatch.setattr(resnet, "resnet50", fake(real_resnet50))
+    monkeypatch.setattr(mnv3, "mobilenet_v3_large", fake(real_mnv3))
 
     model = frcnn.fasterrcnn_resnet50_fpn(weights_backbone="IMAGENET1K_V1", trainable_backbone_layers=2)
     assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d)
@@ -250,5 +282,19 @@ def test_pretrained_backbone_freezes_and_uses_frozen_bn(monkeypatch):
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
     frozen = [p.requires_grad for p in model.backbone.body.parameters()]
     assert not frozen[0] and frozen[-1]  # the stem is frozen, the last stage trains
+    assert requested == [ResNet50_Weights.IMAGENET1K_V1] * 2 + [MobileNet_V3_Large_Weights.IMAGENET1K_V1]
     with pytest.raises(ValueError, match="trainable_backbone_layers"):
         frcnn.fasterrcnn_resnet50_fpn(weights_backbone="IMAGENET1K_V1", trainable_backbone_layers=6)
+
+    # Given detection weights, weights_backbone is ignored (no ImageNet file is asked for), yet the backbone
+    # is frozen as for any pretrained model and num_classes comes from the weights' categories.
+    loaded = []
+    monkeypatch.setattr(frcnn, "load_weights", lambda model, weights, progress: loaded.append(weights) or model)
+    requested.clear()
+    model = frcnn.fasterrcnn_mobilenet_v3_large_320_fpn(weights="DEFAULT")
+    assert requested == [None]
+    assert loaded == [frcnn.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1]
+    assert model.roi_heads.box_predictor.cls_score.out_features == 91
+    norms = [m for m in model.backbone.body.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+    assert not next(model.backbone.body.parameters()).requires_grad  # trainable_backbone_layers defaults to 3

@@ -10,6 +10,8 @@ from _oracle import assert_detections_match, assert_losses_match, assert_same_ma
 from oracle.fill import fill_state_dict
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn, match_locations
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,14 +51,16 @@ def test_train_losses_match_torchvision(golden):
     assert_losses_match(losses, case["train_losses"])
 
 
-def test_builder_defaults():
-    model = fcos_resnet50_fpn(num_classes=4)
+def test_builder_defaults(offline_hub):
+    model = fcos_resnet50_fpn(weights_backbone=None, num_classes=4)
     assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == (0.2, 0.6, 100, 1000)
     assert model.center_sampling_radius == 1.5
     assert model.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
     assert isinstance(model.head.classification_head.conv[1], nn.GroupNorm)
-    with pytest.raises(NotImplementedError):
+    # "DEFAULT" is ResNet50_Weights.IMAGENET1K_V2; offline with an empty cache the error names its file.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
         fcos_resnet50_fpn(weights_backbone="DEFAULT")
+    assert str(offline_hub / ResNet50_Weights.IMAGENET1K_V2.file_name) in str(info.value)
 
 
 def test_needs_one_anchor_per_location():

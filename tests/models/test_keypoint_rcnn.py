@@ -9,6 +9,8 @@ from _oracle import assert_detections_match, assert_losses_match, assert_same_ma
 from torchdet.models import keypoint_rcnn
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.ops.poolers import MultiScaleRoIAlign
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 def test_parity_with_torchvision():
@@ -122,7 +124,7 @@ def test_heads_and_predictor_shapes_and_keys():
     assert predictor.out_channels == 7
 
 
-def test_constructor_defaults_and_errors():
+def test_constructor_defaults_and_errors(offline_hub):
     backbone = nn.Conv2d(3, 8, 3)
     backbone.out_channels = 8
     model = keypoint_rcnn.KeypointRCNN(backbone, num_classes=2)
@@ -134,8 +136,15 @@ def test_constructor_defaults_and_errors():
                                    keypoint_predictor=keypoint_rcnn.KeypointRCNNPredictor(512, 5))
     with pytest.raises(TypeError, match="keypoint_roi_pool"):
         keypoint_rcnn.KeypointRCNN(backbone, num_classes=2, keypoint_roi_pool=nn.Identity())
-    with pytest.raises(NotImplementedError, match="pretrained weights"):
+    # Offline with an empty cache, the ImageNet backbone cannot load: the error names the file and the way out.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
         keypoint_rcnn.keypointrcnn_resnet50_fpn(weights_backbone="DEFAULT")
+    assert str(offline_hub / ResNet50_Weights.IMAGENET1K_V2.file_name) in str(info.value)
+    # The COCO weights fix 2 classes and 17 keypoints; checked before anything is built or read.
+    with pytest.raises(ValueError, match="num_keypoints=9 .* num_keypoints=17"):
+        keypoint_rcnn.keypointrcnn_resnet50_fpn(weights="DEFAULT", num_keypoints=9)
+    with pytest.raises(ValueError, match="num_classes=3 .* num_classes=2"):
+        keypoint_rcnn.keypointrcnn_resnet50_fpn(weights="COCO_LEGACY", num_classes=3)
 
 
 def test_builder_defaults():

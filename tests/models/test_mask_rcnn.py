@@ -134,8 +134,13 @@ def test_constructor_errors():
         mask_rcnn.MaskRCNN(backbone, num_classes=3, mask_predictor=mask_rcnn.MaskRCNNPredictor(256, 256, 3))
     with pytest.raises(TypeError, match="mask_roi_pool"):
         mask_rcnn.MaskRCNN(backbone, num_classes=3, mask_roi_pool=nn.Identity())
-    with pytest.raises(NotImplementedError, match="pretrained weights"):
-        mask_rcnn.maskrcnn_resnet50_fpn(weights="DEFAULT")
+    # Weights are checked before anything is built or read.
+    with pytest.raises(ValueError, match="num_classes=3 .* num_classes=91"):
+        mask_rcnn.maskrcnn_resnet50_fpn(weights="DEFAULT", num_classes=3)
+    with pytest.raises(ValueError, match="COCO_V1"):
+        mask_rcnn.maskrcnn_resnet50_fpn_v2(weights="COCO")
+    with pytest.raises(TypeError, match="another model"):
+        mask_rcnn.maskrcnn_resnet50_fpn(weights=mask_rcnn.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1)
 
 
 def test_builders_default_to_coco_classes_and_trainable_batchnorm():

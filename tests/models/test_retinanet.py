@@ -11,6 +11,8 @@ from oracle.fill import fill_state_dict
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.retinanet import (RetinaNet, RetinaNetClassificationHead, RetinaNetHead,
                                        RetinaNetRegressionHead, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2)
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,16 +67,22 @@ def test_v2_uses_groupnorm_heads_and_giou():
     assert not model.backbone.fpn.extra_blocks.use_P5  # P6 from C5
 
 
-def test_builder_defaults_and_weights_error():
-    model = retinanet_resnet50_fpn()
+def test_builder_defaults_and_weights_error(offline_hub):
+    model = retinanet_resnet50_fpn(weights_backbone=None)
     assert model.head.classification_head.num_classes == 91
     assert (model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates) == (0.05, 0.5, 300, 1000)
     assert model.transform.min_size == (800,) and model.transform.max_size == 1333
     assert model.anchor_generator.sizes[0] == (32, 40, 50)
     assert isinstance(model.backbone.body.bn1, nn.BatchNorm2d)  # no weights: plain BN, everything trains
     assert all(p.requires_grad for p in model.backbone.parameters())
-    with pytest.raises(NotImplementedError):
-        retinanet_resnet50_fpn(weights="DEFAULT")
+    # torchvision's default is an ImageNet backbone: offline with an empty cache, the error says what to do.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
+        retinanet_resnet50_fpn()
+    assert str(offline_hub / ResNet50_Weights.IMAGENET1K_V1.file_name) in str(info.value)
+    with pytest.raises(ValueError, match="num_classes=3"):  # checked before anything is built or read
+        retinanet_resnet50_fpn(weights="DEFAULT", num_classes=3)
+    with pytest.raises(ValueError, match="COCO_V1"):
+        retinanet_resnet50_fpn_v2(weights="COCO_V2")
 
 
 # --- a tiny RetinaNet for the fast behavioural tests ---------------------------------------------

@@ -11,6 +11,8 @@ from oracle.fill import fill_state_dict
 from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.backbones.vgg import make_layers
 from torchdet.models.ssd import SSD, SSDFeatureExtractorVGG, SSDHead, hard_negative_mask, ssd300_vgg16
+from torchdet.weights.backbone import VGG16_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,8 +67,17 @@ def test_builder_defaults_and_feature_maps(golden):
         features = model.backbone.eval()(torch.zeros(1, 3, 300, 300))
     assert [tuple(f.shape[1:]) for f in features.values()] == [
         (512, 38, 38), (1024, 19, 19), (512, 10, 10), (256, 5, 5), (256, 3, 3), (256, 1, 1)]
-    with pytest.raises(NotImplementedError):
-        ssd300_vgg16(weights="DEFAULT")
+
+
+def test_builder_weights_errors(offline_hub):
+    # torchvision's default backbone is the SSD paper's VGG-16 features: offline, the error names its file.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
+        ssd300_vgg16()
+    assert str(offline_hub / VGG16_Weights.IMAGENET1K_FEATURES.file_name) in str(info.value)
+    with pytest.raises(ValueError, match="COCO_V1"):  # checked before anything is built or read
+        ssd300_vgg16(weights="COCO")
+    with pytest.raises(ValueError, match="num_classes=3"):
+        ssd300_vgg16(weights="DEFAULT", num_classes=3)
 
 
 def test_hard_negative_mask_picks_the_hardest_background():

@@ -5,7 +5,11 @@ from torch import nn
 
 from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
 from oracle.fill import fill_state_dict
+from torchdet.models import ssdlite
 from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights
+from torchdet.weights.detection import SSDLite320_MobileNet_V3_Large_Weights
+from torchdet.weights.hub import CheckpointDownloadError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,7 +51,7 @@ def test_train_losses_match_torchvision(golden):
 
 @pytest.fixture(scope="module")
 def default_model():
-    return ssdlite320_mobilenet_v3_large(num_classes=3)
+    return ssdlite320_mobilenet_v3_large(weights_backbone=None, num_classes=3)
 
 
 def test_builder_defaults(default_model):
@@ -61,8 +65,39 @@ def test_builder_defaults(default_model):
     assert isinstance(bn, nn.BatchNorm2d) and (bn.eps, bn.momentum) == (0.001, 0.03)
     assert all(p.requires_grad for p in model.backbone.parameters())  # no weights: all 6 stages train
     assert model.anchor_generator.num_anchors_per_location() == [6] * 6
-    with pytest.raises(NotImplementedError):
-        ssdlite320_mobilenet_v3_large(weights="DEFAULT")
+    assert model.backbone.features[1][-1][0].out_channels == 480  # reduced tail: C5 halved (960 -> 480)
+
+
+def test_builder_weights_errors(offline_hub):
+    # torchvision's default is an ImageNet backbone: offline with an empty cache, the error says what to do.
+    with pytest.raises(CheckpointDownloadError, match="weights_backbone=None") as info:
+        ssdlite320_mobilenet_v3_large(num_classes=3)
+    assert str(offline_hub / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name) in str(info.value)
+    with pytest.raises(ValueError, match="num_classes=3"):  # checked before anything is built or read
+        ssdlite320_mobilenet_v3_large(weights="DEFAULT", num_classes=3)
+
+
+def test_reduced_tail_unless_an_imagenet_backbone_is_loaded(monkeypatch):
+    """As torchvision: the COCO weights were trained from scratch with the reduced tail; only an ImageNet
+    backbone keeps the full C5. (Checkpoints are not read here: the loaders are replaced by recorders.)"""
+    requested, loaded = [], []
+    real_backbone = ssdlite.mobilenet_v3_large
+
+    def backbone(*, weights=None, **kwargs):
+        requested.append(weights)
+        return real_backbone(weights=None, **kwargs)
+
+    monkeypatch.setattr(ssdlite, "mobilenet_v3_large", backbone)
+    monkeypatch.setattr(ssdlite, "load_weights", lambda model, weights, progress: loaded.append(weights) or model)
+
+    model = ssdlite320_mobilenet_v3_large(weights="DEFAULT")  # weights_backbone keeps its default, ignored
+    assert requested == [None] and loaded == [SSDLite320_MobileNet_V3_Large_Weights.COCO_V1]
+    assert model.backbone.features[1][-1][0].out_channels == 480
+    assert model.head.classification_head.module_list[0][1].out_channels == 6 * 91
+
+    model = ssdlite320_mobilenet_v3_large(num_classes=3)  # the default ImageNet backbone: full tail
+    assert requested[1:] == [MobileNet_V3_Large_Weights.IMAGENET1K_V1] and len(loaded) == 1
+    assert model.backbone.features[1][-1][0].out_channels == 960
 
 
 def test_feature_maps(golden):

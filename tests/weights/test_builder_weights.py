@@ -7,9 +7,8 @@ proves that ``weights_backbone`` is ignored when ``weights`` is given.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import pytest
 import torch
@@ -17,6 +16,8 @@ from torch import Tensor, nn
 
 from _oracle import golden_manifest
 from oracle.fill import fill_state_dict, fill_value
+from torchdet.backbones.mobilenet_v3 import mobilenet_v3_large
+from torchdet.backbones.resnet import resnet50
 from torchdet.ops.misc import FrozenBatchNorm2d
 from torchdet.weights import hub, registry
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
@@ -39,29 +40,6 @@ def one_thread() -> None:
     torch.set_num_threads(threads)
 
 
-def _builder(name: str) -> Callable[..., nn.Module]:
-    """The builder, or a skip when its module (or a torchdet module it needs) is not written yet."""
-    module_name = registry.BUILDERS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("torchdet."):
-            pytest.skip(f"{name}: torchdet module {e.name} is not written yet")
-        raise
-    if hasattr(module, "require_no_weights"):  # the placeholder of torchdet.models._weights_pending
-        pytest.skip(f"{name} is not wired to torchdet.weights yet")
-    return getattr(module, name)
-
-
-def _build(builder: Callable[..., nn.Module], **kwargs: object) -> nn.Module:
-    try:
-        return builder(**kwargs)
-    except NotImplementedError as e:
-        if "not available in this version of torchdet yet" in str(e):
-            pytest.skip(f"{builder.__name__} is not wired to torchdet.weights yet")
-        raise
-
-
 def _official_like_checkpoint(name: str) -> Dict[str, Tensor]:
     """torchvision's keys and shapes for ``name``, filled by the oracle (counters as BatchNorm2d saves them)."""
     return {key: torch.tensor(0) if key.endswith("num_batches_tracked") else fill_value(key, tuple(shape), SEED)
@@ -77,13 +55,13 @@ def _assert_loaded(model: nn.Module, checkpoint: Dict[str, Tensor]) -> None:
 
 @pytest.mark.parametrize("name", DETECTION)
 def test_default_weights_load_bit_for_bit(name: str, torch_home: Path) -> None:
-    builder = _builder(name)
+    builder = registry.get_model_builder(name)
     weights = registry.get_model_weights(name).DEFAULT
     checkpoint = _official_like_checkpoint(name)
     torch_home.mkdir(parents=True)
     torch.save(checkpoint, torch_home / weights.file_name)
 
-    model = _build(builder, weights="DEFAULT")  # weights_backbone keeps its default and is ignored
+    model = builder(weights="DEFAULT")  # weights_backbone keeps its default and is ignored
 
     _assert_loaded(model, checkpoint)
     assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
@@ -100,44 +78,44 @@ def test_default_weights_load_bit_for_bit(name: str, torch_home: Path) -> None:
 
 def test_weights_by_member_full_name_and_local_path(torch_home: Path, tmp_path: Path) -> None:
     name = "fasterrcnn_mobilenet_v3_large_320_fpn"  # cheap to build
-    builder = _builder(name)
+    builder = registry.get_model_builder(name)
     enum = registry.get_model_weights(name)
     checkpoint = _official_like_checkpoint(name)
     local = tmp_path / "somewhere" / "my_copy.pth"
     local.parent.mkdir()
     torch.save(checkpoint, local)
-    _assert_loaded(_build(builder, weights=str(local)), checkpoint)
+    _assert_loaded(builder(weights=str(local)), checkpoint)
 
     torch_home.mkdir(parents=True)
     torch.save(checkpoint, torch_home / enum.COCO_V1.file_name)
-    _assert_loaded(_build(builder, weights=f"{enum.__name__}.COCO_V1"), checkpoint)
+    _assert_loaded(builder(weights=f"{enum.__name__}.COCO_V1"), checkpoint)
 
     training = tmp_path / "last.pt"  # a torchdet training checkpoint of 3 classes
-    small = _build(builder, weights=None, weights_backbone=None, num_classes=3)
+    small = builder(weights=None, weights_backbone=None, num_classes=3)
     fill_state_dict(small, SEED)
     torch.save({"model": small.state_dict(), "builder": name, "builder_kwargs": {"num_classes": 3},
                 "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], "epoch": 1}, training)
-    _assert_loaded(_build(builder, weights=str(training)), small.state_dict())
+    _assert_loaded(builder(weights=str(training)), small.state_dict())
 
 
 def test_num_classes_must_match_the_weights() -> None:
-    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    builder = registry.get_model_builder("fasterrcnn_mobilenet_v3_large_320_fpn")
     with pytest.raises(ValueError, match="num_classes=3"):
-        _build(builder, weights="DEFAULT", num_classes=3)
+        builder(weights="DEFAULT", num_classes=3)
 
 
 def test_trainable_backbone_layers_are_validated() -> None:
-    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    builder = registry.get_model_builder("fasterrcnn_mobilenet_v3_large_320_fpn")
     with pytest.raises(ValueError, match="7"):
-        _build(builder, weights="DEFAULT", trainable_backbone_layers=7)
+        builder(weights="DEFAULT", trainable_backbone_layers=7)
 
 
 def test_wrong_architecture_lists_keys(tmp_path: Path) -> None:
-    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    builder = registry.get_model_builder("fasterrcnn_mobilenet_v3_large_320_fpn")
     path = tmp_path / "other.pth"
     torch.save(_official_like_checkpoint("ssdlite320_mobilenet_v3_large"), path)
     with pytest.raises(hub.CheckpointMismatchError) as info:
-        _build(builder, weights=str(path))
+        builder(weights=str(path))
     message = str(info.value)
     assert str(path) in message and "missing" in message and "not in the model" in message
     assert "'backbone.body." in message  # the model's keys, missing from the file
@@ -147,13 +125,13 @@ def test_wrong_architecture_lists_keys(tmp_path: Path) -> None:
 def test_default_backbone_weights_come_from_the_cache(torch_home: Path) -> None:
     """Without ``weights``, the builder's default ``weights_backbone`` (ImageNet) is loaded, frozen BN and all."""
     name = "fasterrcnn_mobilenet_v3_large_320_fpn"
-    builder = _builder(name)
-    backbone = importlib.import_module("torchdet.backbones.mobilenet_v3").mobilenet_v3_large(weights=None)
+    builder = registry.get_model_builder(name)
+    backbone = mobilenet_v3_large(weights=None)
     imagenet = fill_state_dict(backbone, SEED).state_dict()
     torch_home.mkdir(parents=True)
     torch.save(imagenet, torch_home / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name)
 
-    model = _build(builder)  # torchvision's default: weights_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1
+    model = builder()  # torchvision's default: weights_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1
 
     body = model.backbone.body.state_dict()
     for key, value in body.items():
@@ -162,18 +140,17 @@ def test_default_backbone_weights_come_from_the_cache(torch_home: Path) -> None:
 
 
 def test_offline_default_backbone_says_what_to_do(torch_home: Path) -> None:
-    builder = _builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+    builder = registry.get_model_builder("fasterrcnn_mobilenet_v3_large_320_fpn")
     with pytest.raises(hub.CheckpointDownloadError) as info:
-        _build(builder)
+        builder()
     message = str(info.value)
     assert "weights_backbone=None" in message
     assert str(torch_home / MobileNet_V3_Large_Weights.IMAGENET1K_V1.file_name) in message
 
 
 def test_resnet50_imagenet_weights_in_the_constructor_and_the_detector(torch_home: Path) -> None:
-    resnet50 = importlib.import_module("torchdet.backbones.resnet").resnet50
     with pytest.raises(ValueError, match="num_classes=10"):  # checked before anything is built or read
-        _build(resnet50, weights="IMAGENET1K_V1", num_classes=10)
+        resnet50(weights="IMAGENET1K_V1", num_classes=10)
     imagenet = fill_state_dict(resnet50(weights=None), SEED).state_dict()  # has num_batches_tracked
     torch_home.mkdir(parents=True)
     torch.save(imagenet, torch_home / ResNet50_Weights.IMAGENET1K_V1.file_name)
@@ -182,7 +159,8 @@ def test_resnet50_imagenet_weights_in_the_constructor_and_the_detector(torch_hom
     _assert_loaded(model, imagenet)
     assert model.fc.out_features == 1000
 
-    detector = _build(_builder("fasterrcnn_resnet50_fpn"), weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
+    builder = registry.get_model_builder("fasterrcnn_resnet50_fpn")
+    detector = builder(weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1)
     for key, value in detector.backbone.body.state_dict().items():  # FrozenBatchNorm2d drops the counters
         assert torch.equal(value, imagenet[key]), key
     assert all(m.eps == 1e-5 for m in detector.modules() if isinstance(m, FrozenBatchNorm2d))

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from torchdet.backbones._weights_pending import require_no_weights
 from torchdet.backbones.mobilenet_v2 import _make_divisible
 from torchdet.ops.misc import Conv2dNormActivation, SqueezeExcitation
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights
+from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
 
 __all__ = ["InvertedResidualConfig", "InvertedResidual", "MobileNetV3", "mobilenet_v3_large", "mobilenet_v3_small"]
 
@@ -134,7 +136,8 @@ class MobileNetV3(nn.Module):
 
         first_channels = inverted_residual_setting[0].input_channels
         layers: List[nn.Module] = [
-            Conv2dNormActivation(3, first_channels, kernel_size=3, stride=2, norm_layer=norm_layer, activation_layer=nn.Hardswish)
+            Conv2dNormActivation(3, first_channels, kernel_size=3, stride=2, norm_layer=norm_layer,
+                                 activation_layer=nn.Hardswish)
         ]
         layers += [block(cnf, norm_layer) for cnf in inverted_residual_setting]
         last_in = inverted_residual_setting[-1].out_channels
@@ -210,7 +213,8 @@ def _mobilenet_v3_conf(
         ]
         last_channel = InvertedResidualConfig.adjust_channels(1024 // d, width_mult)  # C5
     else:
-        raise ValueError(f"unsupported MobileNetV3 architecture {arch!r}; use 'mobilenet_v3_large' or 'mobilenet_v3_small'")
+        raise ValueError(f"unsupported MobileNetV3 architecture {arch!r}; "
+                         "use 'mobilenet_v3_large' or 'mobilenet_v3_small'")
     return setting, last_channel
 
 
@@ -233,8 +237,14 @@ def _build(arch: str, weights: Any, kwargs: dict) -> MobileNetV3:
 
 def mobilenet_v3_large(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> MobileNetV3:
     """MobileNetV3-Large. kwargs: dilated, reduced_tail (or _reduced_tail), width_mult, and
-    MobileNetV3's (norm_layer, num_classes, dropout, ...)."""
-    return _build("mobilenet_v3_large", weights, dict(kwargs))
+    MobileNetV3's (norm_layer, num_classes, dropout, ...).
+
+    ``weights``: a ``MobileNet_V3_Large_Weights`` member, its name, a checkpoint path, or None (random init).
+    """
+    kwargs = dict(kwargs)
+    weights = resolve_backbone_weights(weights, MobileNet_V3_Large_Weights, kwargs)
+    model = _build("mobilenet_v3_large", None, kwargs)
+    return model if weights is None else load_weights(model, weights, progress=progress)
 
 
 def mobilenet_v3_small(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> MobileNetV3:

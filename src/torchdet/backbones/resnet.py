@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.backbones._weights_pending import require_no_weights
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
 
 __all__ = [
     "BasicBlock",
@@ -62,7 +64,8 @@ class BasicBlock(nn.Module):
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         if groups != 1 or base_width != 64:
-            raise ValueError(f"BasicBlock supports only groups=1 and base_width=64, got groups={groups}, base_width={base_width}")
+            raise ValueError(f"BasicBlock supports only groups=1 and base_width=64, "
+                             f"got groups={groups}, base_width={base_width}")
         if dilation > 1:
             raise NotImplementedError(f"BasicBlock does not support dilation > 1 (got {dilation}); use Bottleneck")
         self.conv1 = _conv3x3(inplanes, planes, stride)
@@ -185,7 +188,8 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
+    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1,
+                    dilate: bool = False) -> nn.Sequential:
         norm_layer = self._norm_layer
         previous_dilation = self.dilation
         if dilate:
@@ -198,7 +202,8 @@ class ResNet(nn.Module):
                 norm_layer(planes * block.expansion),
             )
         layers: List[nn.Module] = [
-            block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation, norm_layer)
+            block(self.inplanes, planes, stride, downsample, self.groups, self.base_width, previous_dilation,
+                  norm_layer)
         ]
         self.inplanes = planes * block.expansion
         for _ in range(1, blocks):
@@ -230,8 +235,13 @@ def resnet34(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> Re
 
 
 def resnet50(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
-    """ResNet-50. kwargs go to ResNet (norm_layer, num_classes, zero_init_residual, ...)."""
-    return _resnet("resnet50", Bottleneck, [3, 4, 6, 3], weights, progress, **kwargs)
+    """ResNet-50. kwargs go to ResNet (norm_layer, num_classes, zero_init_residual, ...).
+
+    ``weights``: a ``ResNet50_Weights`` member, its name, a checkpoint path, or None (random init).
+    """
+    weights = resolve_backbone_weights(weights, ResNet50_Weights, kwargs)
+    model = _resnet("resnet50", Bottleneck, [3, 4, 6, 3], None, progress, **kwargs)
+    return model if weights is None else load_weights(model, weights, progress=progress)
 
 
 def resnet101(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.backbones._weights_pending import require_no_weights
+from torchdet.weights.backbone import VGG16_Weights
+from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
 
 __all__ = ["VGG", "make_layers", "vgg16", "vgg16_bn"]
 
@@ -47,7 +49,8 @@ class VGG(nn.Module):
     Input ``[N, 3, H, W]``; output ``[N, num_classes]``.
     """
 
-    def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> None:
+    def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True,
+                 dropout: float = 0.5) -> None:
         super().__init__()
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -79,9 +82,16 @@ class VGG(nn.Module):
 
 
 def vgg16(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> VGG:
-    """VGG-16 (config "D", no batch norm). kwargs go to VGG (num_classes, init_weights, dropout)."""
-    require_no_weights("vgg16", weights)
-    return VGG(make_layers(_CFGS["D"], batch_norm=False), **kwargs)
+    """VGG-16 (config "D", no batch norm). kwargs go to VGG (num_classes, init_weights, dropout).
+
+    ``weights``: a ``VGG16_Weights`` member, its name, a checkpoint path, or None (random init).
+    ``IMAGENET1K_FEATURES`` (SSD's backbone) holds valid values in ``features`` only.
+    """
+    weights = resolve_backbone_weights(weights, VGG16_Weights, kwargs)
+    if weights is not None:
+        kwargs["init_weights"] = False  # the checkpoint overwrites every value
+    model = VGG(make_layers(_CFGS["D"], batch_norm=False), **kwargs)
+    return model if weights is None else load_weights(model, weights, progress=progress)
 
 
 def vgg16_bn(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> VGG:

@@ -1,12 +1,11 @@
 """Faster R-CNN: the model class, its box heads, and the four torchvision builders."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Type
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.generalized_rcnn import GeneralizedRCNN
 from torchdet.models.roi_heads import RoIHeads
@@ -14,6 +13,15 @@ from torchdet.models.rpn import RegionProposalNetwork, RPNHead
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 from torchdet.ops.poolers import MultiScaleRoIAlign
+from torchdet.weights._api import WeightsEnum
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
+from torchdet.weights.builder_support import load_weights, resolve_weights
+from torchdet.weights.detection import (
+    FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_V2_Weights,
+    FasterRCNN_ResNet50_FPN_Weights,
+)
 
 __all__ = [
     "FasterRCNN",
@@ -28,7 +36,6 @@ __all__ = [
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-COCO_NUM_CLASSES = 91  # 80 categories, COCO's ids with gaps, and background at 0
 
 
 def _default_anchorgen() -> AnchorGenerator:
@@ -145,10 +152,13 @@ class FasterRCNN(GeneralizedRCNN):
             )
         if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
             raise TypeError(
-                f"rpn_anchor_generator should be of type AnchorGenerator or None instead of {type(rpn_anchor_generator)}"
+                "rpn_anchor_generator should be of type AnchorGenerator or None "
+                f"instead of {type(rpn_anchor_generator)}"
             )
         if not isinstance(box_roi_pool, (MultiScaleRoIAlign, type(None))):
-            raise TypeError(f"box_roi_pool should be of type MultiScaleRoIAlign or None instead of {type(box_roi_pool)}")
+            raise TypeError(
+                f"box_roi_pool should be of type MultiScaleRoIAlign or None instead of {type(box_roi_pool)}"
+            )
         if num_classes is not None:
             if box_predictor is not None:
                 raise ValueError("num_classes should be None when box_predictor is specified")
@@ -193,17 +203,14 @@ class FasterRCNN(GeneralizedRCNN):
 # ---- builders -----------------------------------------------------------------------------------
 
 
-def _num_classes(num_classes: Optional[int]) -> int:
-    return COCO_NUM_CLASSES if num_classes is None else num_classes
-
-
 def _backbone_norm_layer(is_trained: bool) -> type:
     """Pretrained backbones keep their statistics frozen; from scratch they train BatchNorm."""
     return FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
 
 
 def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
-                            num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
+                            num_classes: Optional[int] = None,
+                            weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
                             trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FasterRCNN:
     """Faster R-CNN with a ResNet-50-FPN backbone (Ren et al., 2015; Lin et al., 2017).
 
@@ -213,13 +220,13 @@ def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = T
     from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
-    require_no_weights("fasterrcnn_resnet50_fpn", weights, weights_backbone)
-    num_classes = _num_classes(num_classes)
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(is_trained))
+    r = resolve_weights("fasterrcnn_resnet50_fpn", weights, FasterRCNN_ResNet50_FPN_Weights,
+                        weights_backbone, ResNet50_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(r.is_trained))
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers)
-    return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
+    model = FasterRCNN(backbone, num_classes=r.num_classes, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
 def fasterrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = True,
@@ -228,46 +235,47 @@ def fasterrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool 
     """Faster R-CNN v2 (Li et al., 2021, "Benchmarking detection transfer learning with ViTs"):
     BatchNorm in the backbone and FPN, a two-conv RPN head and a 4-conv + 1-fc box head.
 
-    As in torchvision, the backbone uses trainable ``nn.BatchNorm2d`` even with pretrained weights.
+    As in torchvision, the backbone uses trainable ``nn.BatchNorm2d`` even with pretrained weights,
+    and ``weights_backbone`` defaults to None.
     """
     from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
-    require_no_weights("fasterrcnn_resnet50_fpn_v2", weights, weights_backbone)
-    num_classes = _num_classes(num_classes)
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=weights_backbone, progress=progress)
+    r = resolve_weights("fasterrcnn_resnet50_fpn_v2", weights, FasterRCNN_ResNet50_FPN_V2_Weights,
+                        weights_backbone, ResNet50_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    backbone = resnet50(weights=r.weights_backbone, progress=progress)
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, norm_layer=nn.BatchNorm2d)
     rpn_anchor_generator = _default_anchorgen()
     rpn_head = RPNHead(backbone.out_channels, rpn_anchor_generator.num_anchors_per_location()[0], conv_depth=2)
     box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
                                   norm_layer=nn.BatchNorm2d)
-    return FasterRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=rpn_anchor_generator,
-                      rpn_head=rpn_head, box_head=box_head, **kwargs)
+    model = FasterRCNN(backbone, num_classes=r.num_classes, rpn_anchor_generator=rpn_anchor_generator,
+                       rpn_head=rpn_head, box_head=box_head, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
-def _fasterrcnn_mobilenet_v3_large_fpn(name: str, *, weights: Optional[Any], progress: bool,
-                                       num_classes: Optional[int], weights_backbone: Optional[Any],
+def _fasterrcnn_mobilenet_v3_large_fpn(name: str, weights_enum: Type[WeightsEnum], *, weights: Optional[Any],
+                                       progress: bool, num_classes: Optional[int], weights_backbone: Optional[Any],
                                        trainable_backbone_layers: Optional[int], **kwargs: Any) -> FasterRCNN:
     from torchdet.backbones.fpn import _mobilenet_extractor, _validate_trainable_layers
     from torchdet.backbones.mobilenet_v3 import mobilenet_v3_large
 
-    require_no_weights(name, weights, weights_backbone)
-    num_classes = _num_classes(num_classes)
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 6, 3)
-    backbone = mobilenet_v3_large(weights=weights_backbone, progress=progress,
-                                  norm_layer=_backbone_norm_layer(is_trained))
+    r = resolve_weights(name, weights, weights_enum, weights_backbone, MobileNet_V3_Large_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 6, 3)
+    backbone = mobilenet_v3_large(weights=r.weights_backbone, progress=progress,
+                                  norm_layer=_backbone_norm_layer(r.is_trained))
     backbone = _mobilenet_extractor(backbone, True, trainable_backbone_layers)
     anchor_sizes = ((32, 64, 128, 256, 512),) * 3
     aspect_ratios = ((0.5, 1.0, 2.0),) * len(anchor_sizes)
-    return FasterRCNN(backbone, num_classes, rpn_anchor_generator=AnchorGenerator(anchor_sizes, aspect_ratios),
-                      **kwargs)
+    model = FasterRCNN(backbone, r.num_classes, rpn_anchor_generator=AnchorGenerator(anchor_sizes, aspect_ratios),
+                       **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
 def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress: bool = True,
-                                      num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
+                                      num_classes: Optional[int] = None,
+                                      weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
                                       trainable_backbone_layers: Optional[int] = None,
                                       **kwargs: Any) -> FasterRCNN:
     """Faster R-CNN with a MobileNetV3-Large FPN backbone, for high-resolution inputs.
@@ -277,17 +285,20 @@ def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress
     """
     kwargs = {"rpn_score_thresh": 0.05, **kwargs}
     return _fasterrcnn_mobilenet_v3_large_fpn(
-        "fasterrcnn_mobilenet_v3_large_fpn", weights=weights, progress=progress, num_classes=num_classes,
-        weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers, **kwargs)
+        "fasterrcnn_mobilenet_v3_large_fpn", FasterRCNN_MobileNet_V3_Large_FPN_Weights, weights=weights,
+        progress=progress, num_classes=num_classes, weights_backbone=weights_backbone,
+        trainable_backbone_layers=trainable_backbone_layers, **kwargs)
 
 
 def fasterrcnn_mobilenet_v3_large_320_fpn(*, weights: Optional[Any] = None, progress: bool = True,
-                                          num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
+                                          num_classes: Optional[int] = None,
+                                          weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
                                           trainable_backbone_layers: Optional[int] = None,
                                           **kwargs: Any) -> FasterRCNN:
     """Faster R-CNN with a MobileNetV3-Large FPN backbone tuned for mobile: 320 px inputs, 150 proposals."""
     kwargs = {"min_size": 320, "max_size": 640, "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 150,
               "rpn_score_thresh": 0.05, **kwargs}
     return _fasterrcnn_mobilenet_v3_large_fpn(
-        "fasterrcnn_mobilenet_v3_large_320_fpn", weights=weights, progress=progress, num_classes=num_classes,
-        weights_backbone=weights_backbone, trainable_backbone_layers=trainable_backbone_layers, **kwargs)
+        "fasterrcnn_mobilenet_v3_large_320_fpn", FasterRCNN_MobileNet_V3_Large_320_FPN_Weights, weights=weights,
+        progress=progress, num_classes=num_classes, weights_backbone=weights_backbone,
+        trainable_backbone_layers=trainable_backbone_layers, **kwargs)

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
 from torchdet.backbones.resnet import resnet50
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxLinearCoder
 from torchdet.models.dense_prediction import (backbone_features, flatten_head_output, level_sizes,
@@ -33,6 +32,9 @@ from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from torchdet.ops.misc import FrozenBatchNorm2d
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.builder_support import load_weights, resolve_weights
+from torchdet.weights.detection import FCOS_ResNet50_FPN_Weights
 
 __all__ = ["FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead", "fcos_resnet50_fpn"]
 
@@ -304,15 +306,15 @@ class FCOS(nn.Module):
 
 
 def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
-                      weights_backbone: Any = None, trainable_backbone_layers: Optional[int] = None,
-                      **kwargs: Any) -> FCOS:
+                      weights_backbone: Any = ResNet50_Weights.IMAGENET1K_V1,
+                      trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FCOS:
     """FCOS with a ResNet-50-FPN backbone (P3-P7, P6 from P5)."""
-    require_no_weights("fcos_resnet50_fpn", weights, weights_backbone)
-    num_classes = 91 if num_classes is None else num_classes
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    norm_layer = FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
-    backbone = resnet50(weights=weights_backbone, progress=progress, norm_layer=norm_layer)
+    r = resolve_weights("fcos_resnet50_fpn", weights, FCOS_ResNet50_FPN_Weights,
+                        weights_backbone, ResNet50_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    norm_layer = FrozenBatchNorm2d if r.is_trained else nn.BatchNorm2d
+    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=norm_layer)
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(256, 256))
-    return FCOS(backbone, num_classes, **kwargs)
+    model = FCOS(backbone, r.num_classes, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)

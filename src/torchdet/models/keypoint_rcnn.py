@@ -6,10 +6,12 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.faster_rcnn import FasterRCNN, _backbone_norm_layer
 from torchdet.ops.poolers import MultiScaleRoIAlign
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.builder_support import load_weights, resolve_num_keypoints, resolve_weights
+from torchdet.weights.detection import KeypointRCNN_ResNet50_FPN_Weights
 
 __all__ = ["KeypointRCNN", "KeypointRCNNHeads", "KeypointRCNNPredictor", "keypointrcnn_resnet50_fpn"]
 
@@ -143,7 +145,7 @@ class KeypointRCNN(FasterRCNN):
 
 def keypointrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                               num_classes: Optional[int] = None, num_keypoints: Optional[int] = None,
-                              weights_backbone: Optional[Any] = None,
+                              weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
                               trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> KeypointRCNN:
     """Keypoint R-CNN with a ResNet-50-FPN backbone (He et al., 2017).
 
@@ -154,11 +156,11 @@ def keypointrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool =
     from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
-    require_no_weights("keypointrcnn_resnet50_fpn", weights, weights_backbone)
-    num_classes = 2 if num_classes is None else num_classes
-    num_keypoints = 17 if num_keypoints is None else num_keypoints
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(is_trained))
+    r = resolve_weights("keypointrcnn_resnet50_fpn", weights, KeypointRCNN_ResNet50_FPN_Weights, weights_backbone,
+                        ResNet50_Weights, num_classes, default_num_classes=2)
+    num_keypoints = resolve_num_keypoints(r.weights, num_keypoints)  # the weights' keypoint count, else 17
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(r.is_trained))
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers)
-    return KeypointRCNN(backbone, num_classes, num_keypoints=num_keypoints, **kwargs)
+    model = KeypointRCNN(backbone, r.num_classes, num_keypoints=num_keypoints, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)

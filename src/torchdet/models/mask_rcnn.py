@@ -6,10 +6,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.faster_rcnn import (
-    COCO_NUM_CLASSES,
     FasterRCNN,
     FastRCNNConvFCHead,
     _backbone_norm_layer,
@@ -18,6 +16,9 @@ from torchdet.models.faster_rcnn import (
 from torchdet.models.rpn import RPNHead
 from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.ops.poolers import MultiScaleRoIAlign
+from torchdet.weights.backbone import ResNet50_Weights
+from torchdet.weights.builder_support import load_weights, resolve_weights
+from torchdet.weights.detection import MaskRCNN_ResNet50_FPN_V2_Weights, MaskRCNN_ResNet50_FPN_Weights
 
 __all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"]
 
@@ -164,7 +165,8 @@ class MaskRCNN(FasterRCNN):
 
 
 def maskrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
-                          num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
+                          num_classes: Optional[int] = None,
+                          weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
                           trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> MaskRCNN:
     """Mask R-CNN with a ResNet-50-FPN backbone (He et al., 2017).
 
@@ -175,13 +177,13 @@ def maskrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = Tru
     from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
-    require_no_weights("maskrcnn_resnet50_fpn", weights, weights_backbone)
-    num_classes = COCO_NUM_CLASSES if num_classes is None else num_classes
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(is_trained))
+    r = resolve_weights("maskrcnn_resnet50_fpn", weights, MaskRCNN_ResNet50_FPN_Weights,
+                        weights_backbone, ResNet50_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=_backbone_norm_layer(r.is_trained))
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers)
-    return MaskRCNN(backbone, num_classes=num_classes, **kwargs)
+    model = MaskRCNN(backbone, num_classes=r.num_classes, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
 def maskrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = True,
@@ -189,21 +191,22 @@ def maskrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = 
                              trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> MaskRCNN:
     """Mask R-CNN v2 (Li et al., 2021): BatchNorm in the backbone, FPN, box and mask heads, a two-conv RPN head.
 
-    As in torchvision, the backbone uses trainable ``nn.BatchNorm2d`` even with pretrained weights.
+    As in torchvision, the backbone uses trainable ``nn.BatchNorm2d`` even with pretrained weights,
+    and ``weights_backbone`` defaults to None.
     """
     from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
-    require_no_weights("maskrcnn_resnet50_fpn_v2", weights, weights_backbone)
-    num_classes = COCO_NUM_CLASSES if num_classes is None else num_classes
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=weights_backbone, progress=progress)
+    r = resolve_weights("maskrcnn_resnet50_fpn_v2", weights, MaskRCNN_ResNet50_FPN_V2_Weights,
+                        weights_backbone, ResNet50_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
+    backbone = resnet50(weights=r.weights_backbone, progress=progress)
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, norm_layer=nn.BatchNorm2d)
     rpn_anchor_generator = _default_anchorgen()
     rpn_head = RPNHead(backbone.out_channels, rpn_anchor_generator.num_anchors_per_location()[0], conv_depth=2)
     box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
                                   norm_layer=nn.BatchNorm2d)
     mask_head = MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d)
-    return MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=rpn_anchor_generator,
-                    rpn_head=rpn_head, box_head=box_head, mask_head=mask_head, **kwargs)
+    model = MaskRCNN(backbone, num_classes=r.num_classes, rpn_anchor_generator=rpn_anchor_generator,
+                     rpn_head=rpn_head, box_head=box_head, mask_head=mask_head, **kwargs)
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from torchdet.backbones.fpn import _validate_trainable_layers
 from torchdet.backbones.vgg import VGG, vgg16
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.models.dense_prediction import (backbone_features, flatten_head_output, select_detections,
@@ -29,6 +28,9 @@ from torchdet.models.matcher import SSDMatcher
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import Images, Targets, validate_inputs
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image
+from torchdet.weights.backbone import VGG16_Weights
+from torchdet.weights.builder_support import load_weights, resolve_weights
+from torchdet.weights.detection import SSD300_VGG16_Weights
 
 __all__ = [
     "SSD",
@@ -323,14 +325,12 @@ def _vgg_extractor(backbone: VGG, highres: bool, trainable_layers: int) -> SSDFe
 
 
 def ssd300_vgg16(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
-                 weights_backbone: Any = None, trainable_backbone_layers: Optional[int] = None,
-                 **kwargs: Any) -> SSD:
+                 weights_backbone: Any = VGG16_Weights.IMAGENET1K_FEATURES,
+                 trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> SSD:
     """SSD300 with a VGG-16 backbone (the paper's model), 300x300 input."""
-    require_no_weights("ssd300_vgg16", weights, weights_backbone)
-    num_classes = 91 if num_classes is None else num_classes
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 4)
-    backbone = _vgg_extractor(vgg16(weights=weights_backbone, progress=progress), False, trainable_backbone_layers)
+    r = resolve_weights("ssd300_vgg16", weights, SSD300_VGG16_Weights, weights_backbone, VGG16_Weights, num_classes)
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 4)
+    backbone = _vgg_extractor(vgg16(weights=r.weights_backbone, progress=progress), False, trainable_backbone_layers)
     anchor_generator = DefaultBoxGenerator(
         [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
         scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05],
@@ -341,4 +341,5 @@ def ssd300_vgg16(*, weights: Any = None, progress: bool = True, num_classes: Opt
         "image_mean": [0.48235, 0.45882, 0.40784],
         "image_std": [1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0],
     }
-    return SSD(backbone, anchor_generator, (300, 300), num_classes, **{**defaults, **kwargs})
+    model = SSD(backbone, anchor_generator, (300, 300), r.num_classes, **{**defaults, **kwargs})
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)

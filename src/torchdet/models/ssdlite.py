@@ -17,10 +17,12 @@ from torch import Tensor, nn
 
 from torchdet.backbones.fpn import _validate_trainable_layers
 from torchdet.backbones.mobilenet_v3 import MobileNetV3, mobilenet_v3_large
-from torchdet.models._weights_pending import require_no_weights
 from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.models.ssd import SSD, SSDScoringHead, retrieve_out_channels
 from torchdet.ops.misc import Conv2dNormActivation
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights
+from torchdet.weights.builder_support import load_weights, resolve_weights
+from torchdet.weights.detection import SSDLite320_MobileNet_V3_Large_Weights
 
 __all__ = [
     "SSDLiteHead",
@@ -160,13 +162,18 @@ def _mobilenet_extractor(backbone: MobileNetV3, trainable_layers: int,
 
 
 def ssdlite320_mobilenet_v3_large(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
-                                  weights_backbone: Any = None, trainable_backbone_layers: Optional[int] = None,
+                                  weights_backbone: Any = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+                                  trainable_backbone_layers: Optional[int] = None,
                                   norm_layer: Optional[NormLayer] = None, **kwargs: Any) -> SSD:
-    """SSDlite320 with a MobileNetV3-Large backbone (reduced tail when trained from scratch), 320x320 input."""
-    require_no_weights("ssdlite320_mobilenet_v3_large", weights, weights_backbone)
-    num_classes = 91 if num_classes is None else num_classes
-    is_trained = weights is not None or weights_backbone is not None
-    trainable_backbone_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 6, 6)
+    """SSDlite320 with a MobileNetV3-Large backbone, 320x320 input.
+
+    The backbone's last stage is halved (reduced tail) unless ImageNet backbone weights are loaded:
+    with ``weights`` (which ignore ``weights_backbone``) or ``weights_backbone=None`` it is reduced.
+    """
+    r = resolve_weights("ssdlite320_mobilenet_v3_large", weights, SSDLite320_MobileNet_V3_Large_Weights,
+                        weights_backbone, MobileNet_V3_Large_Weights, num_classes)
+    weights_backbone = r.weights_backbone
+    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 6, 6)
     # Table 6 of the MobileNetV3 paper: halve the last stage when no ImageNet weights are used.
     reduce_tail = weights_backbone is None
     if norm_layer is None:
@@ -196,5 +203,6 @@ def ssdlite320_mobilenet_v3_large(*, weights: Any = None, progress: bool = True,
         "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5],
     }
-    head = SSDLiteHead(out_channels, num_anchors, num_classes, norm_layer)
-    return SSD(backbone, anchor_generator, size, num_classes, head=head, **{**defaults, **kwargs})
+    head = SSDLiteHead(out_channels, num_anchors, r.num_classes, norm_layer)
+    model = SSD(backbone, anchor_generator, size, r.num_classes, head=head, **{**defaults, **kwargs})
+    return model if r.weights is None else load_weights(model, r.weights, progress=progress)
