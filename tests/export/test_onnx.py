@@ -118,3 +118,16 @@ def test_missing_onnxruntime_says_which_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"torchdet\[export\]"):
         export_onnx.require_onnx()
+
+
+def test_detection_count_is_not_baked_into_the_graph(tmp_path: Path) -> None:
+    """With a score threshold the count varies from image to image; the graph follows it."""
+    name = "ssdlite320_mobilenet_v3_large"
+    case = load_case(name)
+    model = build_filled(get_builder(name), case["weights_seed"], **{**case["kwargs"], "score_thresh": 0.0185}).eval()
+    path = to_onnx(model, tmp_path / "m.onnx", image_size=SIZE)
+    other = torch.nn.functional.interpolate(case["images"][1][None], size=SIZE)
+    counts = set()
+    for images in (case["images"][0][None], other, torch.zeros((1, 3) + SIZE)):
+        counts.add(int(_check(model, path, images)["num_detections"][0]))
+    assert len(counts) > 1, f"the test images should give different detection counts, got {counts}"
