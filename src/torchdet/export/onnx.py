@@ -170,13 +170,7 @@ def to_onnx(
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
-    decoding: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if _has_key(model, "keypoints"):
-        if opset < 16:
-            raise ValueError(f"Keypoint R-CNN exports with opset 16 or higher (GridSample), got opset={opset}")
-        with torch.no_grad():
-            max_size = tuple(model.transform(list(images))[0].tensors.shape[-2:])  # padded input size
-        decoding = traceable_keypoint_decoding(max_size)
+    decoding = traceable_keypoint_decoding() if _has_key(model, "keypoints") else contextlib.nullcontext()
     with torch.no_grad(), _traceable(model), decoding:
         names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
         dynamic_axes = None
