@@ -6,8 +6,8 @@ machines and runs, the ratio `latency / conv_ref` holds much better. torchvision
 measured the same way on this machine kind, ship beside this module
 (`torchvision_cpu.json`), so `ratio = ours_in_conv_refs / torchvision_in_conv_refs`.
 
-The share of time spent in nms and roi_align comes from one profiled run: the ops mark
-themselves with `torch.profiler.record_function("torchdet::<op>")`.
+The share of time spent in nms and roi_align comes from one more run, timed by the ops
+themselves (`torchdet.ops._profiling.op_timer`).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from torchdet.bench.fill import fill_state_dict
+from torchdet.ops._profiling import op_timer
 
 HERE = Path(__file__).parent
 
@@ -108,24 +109,12 @@ def benchmark_image(height: int = 480, width: int = 640, seed: int = 0) -> torch
 
 
 def op_shares(model: torch.nn.Module, images: List[torch.Tensor]) -> Dict[str, float]:
-    """Fraction of one eval forward spent inside each `torchdet::<op>` profiler range."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    """Fraction of one eval forward spent inside each profiled op (see torchdet.ops._profiling)."""
+    with torch.no_grad(), op_timer() as seconds:
         start = time.perf_counter()
         model(images)
-        total_us = (time.perf_counter() - start) * 1e6
-    spent = {op: 0.0 for op in PROFILED_OPS}
-    for event in prof.events():
-        op = event.name.removeprefix("torchdet::")
-        if op not in spent:
-            continue
-        parent = event.cpu_parent  # count a range once: skip one nested in a range of the same op
-        while parent is not None and parent.name != event.name:
-            parent = parent.cpu_parent
-        if parent is None:
-            spent[op] += event.cpu_time_total
-    return {op: us / total_us for op, us in spent.items()}
+        total = time.perf_counter() - start
+    return {op: seconds.get(op, 0.0) / total for op in PROFILED_OPS}
 
 
 def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: int = 1,
