@@ -99,7 +99,7 @@ class DefaultBoxGenerator(nn.Module):
             pairs = self._wh_pairs[k].clamp(min=0, max=1) if self.clip else self._wh_pairs[k]  # [A, 2]
             num_pairs = pairs.shape[0]
             centres = torch.stack((cx.reshape(-1), cy.reshape(-1)), dim=-1)  # [H*W, 2]
-            centres = centres.repeat_interleave(num_pairs, dim=0)  # [H*W*A, 2]
+            centres = centres[:, None, :].expand(-1, num_pairs, -1).reshape(-1, 2)  # [H*W*A, 2], exportable at opset 11
             sizes = pairs.to(dtype).repeat(int(grid_h) * int(grid_w), 1)  # [H*W*A, 2]
             boxes.append(torch.cat((centres, sizes), dim=1))
         return torch.cat(boxes, dim=0)

@@ -431,6 +431,10 @@ def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
     Returns:
         (keypoints [N, K, 3] (x, y, visibility 1), scores [N, K]).
     """
+    if torch.jit.is_tracing():  # the peak search below is data-dependent; this one exports
+        from torchdet.export.keypoints import grid_heatmaps_to_keypoints
+
+        return grid_heatmaps_to_keypoints(maps, rois)
     n, k = maps.shape[0], maps.shape[1]
     widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
     heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
@@ -461,6 +465,12 @@ def keypointrcnn_inference(keypoint_logits: Tensor, boxes: List[Tensor]) -> Tupl
     if len(boxes) == 0:
         return [], []
     keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes, dim=0))
+    if torch.jit.is_tracing():  # slice by traced sizes: split() would bake the counts into the graph
+        ends = [b.shape[0] for b in boxes]
+        for i in range(1, len(ends)):
+            ends[i] = ends[i - 1] + ends[i]
+        starts = [0] + ends[:-1]
+        return [keypoints[a:b] for a, b in zip(starts, ends)], [scores[a:b] for a, b in zip(starts, ends)]
     return list(keypoints.split(counts, dim=0)), list(scores.split(counts, dim=0))
 
 

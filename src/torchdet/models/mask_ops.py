@@ -128,8 +128,9 @@ def _linear_resize_taps(
     # PyTorch's linear upsampling: src = scale * (j + 0.5) - 0.5 clamped at 0, scale = in / out.
     scale = torch.full((n,), float(src_len), dtype=dtype, device=start.device) / size.to(dtype)
     src = (scale[:, None] * (j.to(dtype) + 0.5) - 0.5).clamp(min=0)
-    i0 = src.floor().long().clamp(0, src_len - 1)
-    i1 = (i0 + 1).clamp(max=src_len - 1)
+    # Clamped as floats (exact for these integers): ONNX Clip takes no int64 before opset 12.
+    i0 = src.floor().clamp(max=src_len - 1).long()  # src >= 0
+    i1 = (src.floor() + 1).clamp(max=src_len - 1).long()
     w1 = (src - i0.to(dtype)).clamp(0, 1)
     w0 = 1 - w1
     return i0, i1, w0 * inside, w1 * inside
@@ -163,8 +164,8 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     src = padded[:, 0].to(dtype)  # [N, S, S]
     s = src.shape[-1]
     int_boxes = expand_boxes(boxes, scale).to(torch.int64)  # truncation toward zero, as torchvision
-    widths = (int_boxes[:, 2] - int_boxes[:, 0] + 1).clamp(min=1)
-    heights = (int_boxes[:, 3] - int_boxes[:, 1] + 1).clamp(min=1)
+    widths = (int_boxes[:, 2] - int_boxes[:, 0] + 1).float().clamp(min=1).long()  # float Clip: opset 11
+    heights = (int_boxes[:, 3] - int_boxes[:, 1] + 1).float().clamp(min=1).long()
 
     x0, x1, u0, u1 = _linear_resize_taps(int_boxes[:, 0], widths, s, im_w, dtype)  # [N, W] each
     # Resized along x and pasted into full-width rows: [N, S, W].

@@ -167,6 +167,9 @@ class GeneralizedRCNNTransform(nn.Module):
     def batch_images(self, images: List[Tensor], size_divisible: int = 32) -> Tensor:
         """Zero-pad ``[C, H_i, W_i]`` images into one ``[B, C, H, W]`` tensor, H and W multiples of ``size_divisible``."""
         shape = _padded_shape([list(img.shape) for img in images], size_divisible)
+        if torch.jit.is_tracing():  # the tracer does not record the in-place copy into slots
+            return torch.stack([F.pad(image, (0, shape[2] - image.shape[2], 0, shape[1] - image.shape[1]))
+                                for image in images])
         batched = images[0].new_full([len(images)] + shape, 0)
         for image, slot in zip(images, batched):
             slot[: image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
