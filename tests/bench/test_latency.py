@@ -1,18 +1,18 @@
 """The benchmark's plumbing on the smallest builder (no timing assertions: figures live in `make bench`)."""
 import json
 
-from torchdet.bench.latency import (
-    BUILDER_MODULES,
-    available_builders,
-    format_table,
-    run_latency,
-    torchvision_baseline,
-)
+import pytest
+
+from torchdet.bench.latency import format_table, load_builder, run_latency, torchvision_baseline
+from torchdet.weights.registry import DETECTION_BUILDERS
 
 
-def test_every_builder_is_available_and_has_a_torchvision_figure():
-    assert available_builders() == list(BUILDER_MODULES)
-    assert set(torchvision_baseline()) == set(BUILDER_MODULES)
+def test_every_builder_loads_and_has_a_torchvision_figure():
+    assert len(DETECTION_BUILDERS) == 12
+    assert set(torchvision_baseline()) == set(DETECTION_BUILDERS)
+    assert all(callable(load_builder(name)) for name in DETECTION_BUILDERS)
+    with pytest.raises(ValueError, match="unknown builder"):
+        load_builder("resnet50")
 
 
 def test_run_latency_reports_ratio_and_op_shares(tmp_path):

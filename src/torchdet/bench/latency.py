@@ -11,7 +11,6 @@ themselves (`torchdet.ops._profiling.op_timer`).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import statistics
 import time
@@ -23,24 +22,9 @@ import torch
 
 from torchdet.bench.fill import fill_state_dict
 from torchdet.ops._profiling import op_timer
+from torchdet.weights.registry import DETECTION_BUILDERS, get_model_builder
 
 HERE = Path(__file__).parent
-
-# Builder name -> defining module, in the order of torchvision's docs.
-BUILDER_MODULES: Dict[str, str] = {
-    "fasterrcnn_resnet50_fpn": "torchdet.models.faster_rcnn",
-    "fasterrcnn_resnet50_fpn_v2": "torchdet.models.faster_rcnn",
-    "fasterrcnn_mobilenet_v3_large_fpn": "torchdet.models.faster_rcnn",
-    "fasterrcnn_mobilenet_v3_large_320_fpn": "torchdet.models.faster_rcnn",
-    "maskrcnn_resnet50_fpn": "torchdet.models.mask_rcnn",
-    "maskrcnn_resnet50_fpn_v2": "torchdet.models.mask_rcnn",
-    "keypointrcnn_resnet50_fpn": "torchdet.models.keypoint_rcnn",
-    "retinanet_resnet50_fpn": "torchdet.models.retinanet",
-    "retinanet_resnet50_fpn_v2": "torchdet.models.retinanet",
-    "fcos_resnet50_fpn": "torchdet.models.fcos",
-    "ssd300_vgg16": "torchdet.models.ssd",
-    "ssdlite320_mobilenet_v3_large": "torchdet.models.ssdlite",
-}
 
 PROFILED_OPS = ("nms", "roi_align")
 REFERENCE_CONV_GFLOP = 2 * 256 * 256 * 9 * 100 * 136 / 1e9  # 16.04
@@ -59,21 +43,9 @@ class LatencyResult:
 
 
 def load_builder(name: str) -> Callable[..., torch.nn.Module]:
-    if name not in BUILDER_MODULES:
-        raise ValueError(f"unknown builder {name!r}; choose from {', '.join(BUILDER_MODULES)}")
-    return getattr(importlib.import_module(BUILDER_MODULES[name]), name)
-
-
-def available_builders() -> List[str]:
-    """The builders whose module imports (all twelve once the zoo is complete)."""
-    names = []
-    for name, module in BUILDER_MODULES.items():
-        try:
-            if hasattr(importlib.import_module(module), name):
-                names.append(name)
-        except ImportError:
-            pass
-    return names
+    if name not in DETECTION_BUILDERS:
+        raise ValueError(f"unknown builder {name!r}; choose from {', '.join(DETECTION_BUILDERS)}")
+    return get_model_builder(name)
 
 
 def torchvision_baseline() -> Dict[str, dict]:
@@ -154,7 +126,7 @@ def run_latency(builders: Optional[List[str]] = None, threads: int = 2, repeats:
                 height: int = 480, width: int = 640, json_out: Optional[Path] = None,
                 echo: Callable[[str], None] = print) -> List[LatencyResult]:
     torch.set_num_threads(threads)
-    names = builders or available_builders()
+    names = builders or DETECTION_BUILDERS
     baseline = torchvision_baseline()
     image = benchmark_image(height, width)
     echo(f"torch {torch.__version__}, {threads} threads, one {height}x{width} image, median of {repeats}; "

@@ -11,21 +11,10 @@ from typing import Any, Callable, Dict, List, Mapping
 
 from torch import nn
 
-# Builder name -> defining module, in torchvision's documentation order.
-ZOO_BUILDERS: Dict[str, str] = {
-    "fasterrcnn_resnet50_fpn": "torchdet.models.faster_rcnn",
-    "fasterrcnn_resnet50_fpn_v2": "torchdet.models.faster_rcnn",
-    "fasterrcnn_mobilenet_v3_large_fpn": "torchdet.models.faster_rcnn",
-    "fasterrcnn_mobilenet_v3_large_320_fpn": "torchdet.models.faster_rcnn",
-    "maskrcnn_resnet50_fpn": "torchdet.models.mask_rcnn",
-    "maskrcnn_resnet50_fpn_v2": "torchdet.models.mask_rcnn",
-    "keypointrcnn_resnet50_fpn": "torchdet.models.keypoint_rcnn",
-    "retinanet_resnet50_fpn": "torchdet.models.retinanet",
-    "retinanet_resnet50_fpn_v2": "torchdet.models.retinanet",
-    "fcos_resnet50_fpn": "torchdet.models.fcos",
-    "ssd300_vgg16": "torchdet.models.ssd",
-    "ssdlite320_mobilenet_v3_large": "torchdet.models.ssdlite",
-}
+from torchdet.weights.registry import BUILDERS, DETECTION_BUILDERS
+
+# Builder name -> defining module, in torchvision's documentation order (from the registry).
+ZOO_BUILDERS: Dict[str, str] = {name: BUILDERS[name][0] for name in DETECTION_BUILDERS}
 
 # Small from-scratch detectors for quick experiments, the demo and the tests.
 TINY_BUILDERS: Dict[str, str] = {

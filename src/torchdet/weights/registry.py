@@ -16,7 +16,8 @@ from torchdet.weights import backbone as _backbone_weights
 from torchdet.weights import detection as _detection_weights
 from torchdet.weights._api import WeightsEnum
 
-__all__ = ["list_models", "get_model_builder", "get_model", "get_model_weights", "get_weight", "BUILDERS"]
+__all__ = ["list_models", "get_model_builder", "get_model", "get_model_weights", "get_weight", "BUILDERS",
+           "DETECTION_BUILDERS"]
 
 # builder name -> (module defining it, name of its weights enum)
 BUILDERS: Dict[str, Tuple[str, str]] = {
@@ -37,6 +38,9 @@ BUILDERS: Dict[str, Tuple[str, str]] = {
     "mobilenet_v3_large": ("torchdet.backbones.mobilenet_v3", "MobileNet_V3_Large_Weights"),
     "vgg16": ("torchdet.backbones.vgg", "VGG16_Weights"),
 }
+
+# The twelve detection builders, in torchvision's documentation order.
+DETECTION_BUILDERS: List[str] = [name for name, (module, _) in BUILDERS.items() if module.startswith("torchdet.models.")]
 
 WEIGHTS_ENUMS: Dict[str, Type[WeightsEnum]] = {
     name: getattr(module, name)
