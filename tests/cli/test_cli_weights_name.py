@@ -33,9 +33,7 @@ def test_predict_with_a_weights_name(cached_default, cli_shapes, tmp_path, capsy
     out = tmp_path / "pred"
     code = main(["predict", "--model", BUILDER, "--weights", "DEFAULT", str(image), "--out", str(out),
                  "--score-thresh", "0.0", "--no-pictures"])
-    if code != 0 and "not available in this version of torchdet yet" in capsys.readouterr().err:
-        pytest.skip("builders not wired to torchdet.weights yet")
-    assert code == 0
+    assert code == 0, capsys.readouterr().err
     predictions = json.loads((out / "predictions.json").read_text())
     from torchdet.weights.meta import COCO_CATEGORIES
 
