@@ -76,6 +76,11 @@ class BackboneWithFPN(nn.Module):
         return self.fpn(self.body(x))
 
 
+def _backbone_norm_layer(is_trained: bool) -> type:
+    """Pretrained backbones keep their statistics frozen; from scratch they train BatchNorm."""
+    return FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
+
+
 def _validate_trainable_layers(
     is_trained: bool, trainable_backbone_layers: Optional[int], max_value: int, default_value: int
 ) -> int:

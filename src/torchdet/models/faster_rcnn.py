@@ -11,7 +11,7 @@ from torchdet.models.generalized_rcnn import GeneralizedRCNN
 from torchdet.models.roi_heads import RoIHeads
 from torchdet.models.rpn import RegionProposalNetwork, RPNHead
 from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
+from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.ops.poolers import MultiScaleRoIAlign
 from torchdet.weights._api import WeightsEnum
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
@@ -203,11 +203,6 @@ class FasterRCNN(GeneralizedRCNN):
 # ---- builders -----------------------------------------------------------------------------------
 
 
-def _backbone_norm_layer(is_trained: bool) -> type:
-    """Pretrained backbones keep their statistics frozen; from scratch they train BatchNorm."""
-    return FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
-
-
 def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                             num_classes: Optional[int] = None,
                             weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
@@ -217,7 +212,7 @@ def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = T
     ``trainable_backbone_layers`` (0..5) counts ResNet stages from the last; default 3 with
     pretrained weights, 5 without. Other keyword arguments go to :class:`FasterRCNN`.
     """
-    from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
+    from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
     r = resolve_weights("fasterrcnn_resnet50_fpn", weights, FasterRCNN_ResNet50_FPN_Weights,
@@ -258,7 +253,7 @@ def fasterrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool 
 def _fasterrcnn_mobilenet_v3_large_fpn(name: str, weights_enum: Type[WeightsEnum], *, weights: Optional[Any],
                                        progress: bool, num_classes: Optional[int], weights_backbone: Optional[Any],
                                        trainable_backbone_layers: Optional[int], **kwargs: Any) -> FasterRCNN:
-    from torchdet.backbones.fpn import _mobilenet_extractor, _validate_trainable_layers
+    from torchdet.backbones.fpn import _backbone_norm_layer, _mobilenet_extractor, _validate_trainable_layers
     from torchdet.backbones.mobilenet_v3 import mobilenet_v3_large
 
     r = resolve_weights(name, weights, weights_enum, weights_backbone, MobileNet_V3_Large_Weights, num_classes)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
+from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxLinearCoder
@@ -31,7 +31,6 @@ from torchdet.models.validation import Images, Targets, validate_inputs
 from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
-from torchdet.ops.misc import FrozenBatchNorm2d
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import FCOS_ResNet50_FPN_Weights
@@ -312,7 +311,7 @@ def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes
     r = resolve_weights("fcos_resnet50_fpn", weights, FCOS_ResNet50_FPN_Weights,
                         weights_backbone, ResNet50_Weights, num_classes)
     trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
-    norm_layer = FrozenBatchNorm2d if r.is_trained else nn.BatchNorm2d
+    norm_layer = _backbone_norm_layer(r.is_trained)
     backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=norm_layer)
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
                                      extra_blocks=LastLevelP6P7(256, 256))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchdet.models.anchor_utils import AnchorGenerator
-from torchdet.models.faster_rcnn import FasterRCNN, _backbone_norm_layer
+from torchdet.models.faster_rcnn import FasterRCNN
 from torchdet.ops.poolers import MultiScaleRoIAlign
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_num_keypoints, resolve_weights
@@ -153,7 +153,7 @@ def keypointrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool =
     defaults to 17 (COCO). ``trainable_backbone_layers`` (0..5) counts ResNet stages from the last;
     default 3 with pretrained weights, 5 without. Other keyword arguments go to :class:`KeypointRCNN`.
     """
-    from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
+    from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
     r = resolve_weights("keypointrcnn_resnet50_fpn", weights, KeypointRCNN_ResNet50_FPN_Weights, weights_backbone,

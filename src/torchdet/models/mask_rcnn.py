@@ -10,7 +10,6 @@ from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.faster_rcnn import (
     FasterRCNN,
     FastRCNNConvFCHead,
-    _backbone_norm_layer,
     _default_anchorgen,
 )
 from torchdet.models.rpn import RPNHead
@@ -174,7 +173,7 @@ def maskrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = Tru
     (0..5) counts ResNet stages from the last; default 3 with pretrained weights, 5 without.
     Other keyword arguments go to :class:`MaskRCNN`.
     """
-    from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
+    from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
     from torchdet.backbones.resnet import resnet50
 
     r = resolve_weights("maskrcnn_resnet50_fpn", weights, MaskRCNN_ResNet50_FPN_Weights,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.backbones.fpn import _resnet_fpn_extractor, _validate_trainable_layers
+from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
@@ -31,7 +31,7 @@ from torchdet.models.validation import Images, Targets, validate_inputs
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
-from torchdet.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
+from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import RetinaNet_ResNet50_FPN_V2_Weights, RetinaNet_ResNet50_FPN_Weights
@@ -328,7 +328,7 @@ def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_cl
     r = resolve_weights("retinanet_resnet50_fpn", weights, RetinaNet_ResNet50_FPN_Weights,
                         weights_backbone, ResNet50_Weights, num_classes)
     trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
-    norm_layer = FrozenBatchNorm2d if r.is_trained else nn.BatchNorm2d
+    norm_layer = _backbone_norm_layer(r.is_trained)
     backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=norm_layer)
     # P2 is skipped: it would add too many anchors (paper, section 4).
     backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
