@@ -43,6 +43,25 @@ def build_filled(builder: Callable[..., torch.nn.Module], seed: int, **kwargs: A
     return model
 
 
+def run_case(builder: Callable[..., torch.nn.Module], builder_name: str):
+    """Build, fill and run a golden case: ``(case, model, eval detections, training losses)``.
+
+    Eval first; then the training losses with the weights refilled (eval does not change them,
+    but a rebuild with ``train_kwargs`` does when they differ).
+    """
+    case = load_case(builder_name)
+    model = build_filled(builder, case["weights_seed"], **case["kwargs"]).eval()
+    with torch.no_grad():
+        detections = model(case["images"])
+    if case["train_kwargs"] != case["kwargs"]:
+        model = builder(weights=None, weights_backbone=None, **case["train_kwargs"])
+    fill_state_dict(model, case["weights_seed"])
+    model.train()
+    with torch.no_grad():
+        losses = model(case["images"], case["targets"])
+    return case, model, detections, losses
+
+
 def assert_same_manifest(model: torch.nn.Module, builder_name: str) -> None:
     ours = manifest(model)
     ref = golden_manifest(builder_name)

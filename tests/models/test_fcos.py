@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
-from oracle.fill import fill_state_dict
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn, match_locations
 from torchdet.weights.backbone import ResNet50_Weights
@@ -25,15 +24,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def golden():
-    case = load_case("fcos_resnet50_fpn")
-    model = build_filled(fcos_resnet50_fpn, case["weights_seed"], **case["kwargs"]).eval()
-    with torch.no_grad():
-        detections = model(case["images"])
+    case, model, detections, losses = run_case(fcos_resnet50_fpn, "fcos_resnet50_fpn")
     assert case["train_kwargs"] == case["kwargs"]
-    fill_state_dict(model, case["weights_seed"])
-    model.train()
-    with torch.no_grad():
-        losses = model(case["images"], case["targets"])
     return case, model, detections, losses
 
 

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
-from oracle.fill import fill_state_dict
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.retinanet import (RetinaNet, RetinaNetClassificationHead, RetinaNetHead,
                                        RetinaNetRegressionHead, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2)
@@ -24,25 +23,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def run_golden(builder, name):
-    """Build, fill and run the oracle case: eval outputs, then training losses (BN stats refilled)."""
-    case = load_case(name)
-    model = build_filled(builder, case["weights_seed"], **case["kwargs"]).eval()
-    with torch.no_grad():
-        detections = model(case["images"])
-    if case["train_kwargs"] != case["kwargs"]:
-        model = builder(weights=None, weights_backbone=None, **case["train_kwargs"])
-    fill_state_dict(model, case["weights_seed"])
-    model.train()
-    with torch.no_grad():
-        losses = model(case["images"], case["targets"])
-    return case, model, detections, losses
-
-
 @pytest.fixture(scope="module", params=[retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2],
                 ids=lambda b: b.__name__)
 def golden(request):
-    return (request.param.__name__,) + run_golden(request.param, request.param.__name__)
+    return (request.param.__name__,) + run_case(request.param, request.param.__name__)
 
 
 def test_state_dict_manifest(golden):

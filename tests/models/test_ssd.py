@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
-from oracle.fill import fill_state_dict
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
 from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.backbones.vgg import make_layers
 from torchdet.models.ssd import SSD, SSDFeatureExtractorVGG, SSDHead, hard_negative_mask, ssd300_vgg16
@@ -28,15 +27,8 @@ VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 
 @pytest.fixture(scope="module")
 def golden():
-    case = load_case("ssd300_vgg16")
-    model = build_filled(ssd300_vgg16, case["weights_seed"], **case["kwargs"]).eval()
-    with torch.no_grad():
-        detections = model(case["images"])
+    case, model, detections, losses = run_case(ssd300_vgg16, "ssd300_vgg16")
     assert case["train_kwargs"] == case["kwargs"]
-    fill_state_dict(model, case["weights_seed"])
-    model.train()
-    with torch.no_grad():
-        losses = model(case["images"], case["targets"])
     return case, model, detections, losses
 
 

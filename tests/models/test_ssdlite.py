@@ -3,8 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, build_filled, load_case
-from oracle.fill import fill_state_dict
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
 from torchdet.models import ssdlite
 from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights
@@ -23,15 +22,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def golden():
-    case = load_case("ssdlite320_mobilenet_v3_large")
-    model = build_filled(ssdlite320_mobilenet_v3_large, case["weights_seed"], **case["kwargs"]).eval()
-    with torch.no_grad():
-        detections = model(case["images"])
+    case, model, detections, losses = run_case(ssdlite320_mobilenet_v3_large, "ssdlite320_mobilenet_v3_large")
     assert case["train_kwargs"] == case["kwargs"]
-    fill_state_dict(model, case["weights_seed"])
-    model.train()
-    with torch.no_grad():
-        losses = model(case["images"], case["targets"])
     return case, model, detections, losses
 
 
