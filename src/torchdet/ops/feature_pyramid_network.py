@@ -161,16 +161,26 @@ class FeaturePyramidNetwork(nn.Module):
                 f"FeaturePyramidNetwork was built for {len(self.inner_blocks)} levels but got "
                 f"{len(features)} feature maps ({names}); pass one map per entry of in_channels_list"
             )
-        laterals = [block(f) for block, f in zip(self.inner_blocks, features)]
+        # ModuleLists are walked with enumerate (TorchScript cannot index them with a loop variable).
+        laterals: List[Tensor] = []
+        for idx, inner_block in enumerate(self.inner_blocks):
+            laterals.append(inner_block(features[idx]))
 
+        # Top-down: each lateral plus the coarser merged map upsampled to its size, finest first.
         last_inner = laterals[-1]
-        results = [self.layer_blocks[-1](last_inner)]
-        for idx in range(len(features) - 2, -1, -1):
+        merged: List[Tensor] = [last_inner]
+        for idx in range(len(laterals) - 2, -1, -1):
             lateral = laterals[idx]
             top_down = F.interpolate(last_inner, size=lateral.shape[-2:], mode="nearest")
             last_inner = lateral + top_down
-            results.insert(0, self.layer_blocks[idx](last_inner))
+            merged.insert(0, last_inner)
+        results: List[Tensor] = []
+        for idx, layer_block in enumerate(self.layer_blocks):
+            results.append(layer_block(merged[idx]))
 
         if self.extra_blocks is not None:
             results, names = self.extra_blocks(results, features, names)
-        return OrderedDict(zip(names, results))
+        out: Dict[str, Tensor] = OrderedDict()
+        for idx, name in enumerate(names):
+            out[name] = results[idx]
+        return out
