@@ -92,3 +92,26 @@ def test_giou_loss_integer_boxes_upcast() -> None:
     loss = generalized_box_iou_loss(torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 1, 3, 3]]))
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, torch.tensor([1 - (1 / 7 - 2 / 9)]))
+
+
+class _Losses(torch.nn.Module):
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, boxes1: torch.Tensor, boxes2: torch.Tensor):
+        return (
+            sigmoid_focal_loss(logits, targets),
+            sigmoid_focal_loss(logits, targets, 0.5, 1.5, "sum"),
+            sigmoid_focal_loss(logits, targets, alpha=-1.0, reduction="mean"),
+            generalized_box_iou_loss(boxes1, boxes2),
+            generalized_box_iou_loss(boxes1, boxes2, "mean"),
+            generalized_box_iou_loss(boxes1, boxes2, reduction="sum", eps=1e-5),
+        )
+
+
+def test_scripted_losses_equal_eager() -> None:
+    g = torch.Generator().manual_seed(3)
+    logits, targets = torch.randn(40, 9, generator=g), (torch.rand(40, 9, generator=g) > 0.8).float()
+    boxes1, boxes2 = torch.rand(20, 4, generator=g).cumsum(1), torch.rand(20, 4, generator=g).cumsum(1)
+    scripted = torch.jit.script(_Losses())
+    for got, expected in zip(scripted(logits, targets, boxes1, boxes2), _Losses()(logits, targets, boxes1, boxes2)):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+    with pytest.raises(Exception, match="avg"):
+        torch.jit.script(sigmoid_focal_loss)(logits, targets, 0.25, 2.0, "avg")

@@ -1,7 +1,7 @@
 """NMS: the oracle's kept indices, hand-checked cases, and properties against a slow greedy loop."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import pytest
 import torch
@@ -201,3 +201,47 @@ def test_batched_nms_equals_per_class_nms(data, thr: float, draw) -> None:
     boxes, scores = data
     idxs = torch.tensor(draw.draw(st.lists(st.integers(0, 3), min_size=len(boxes), max_size=len(boxes))))
     assert batched_nms(boxes, scores, idxs, thr).tolist() == per_class_nms(boxes, scores, idxs, thr)
+
+
+# ---------------------------------------------------------------- TorchScript
+
+
+class _NMSModule(torch.nn.Module):
+    def forward(
+        self, boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        return nms(boxes, scores, iou_threshold), batched_nms(boxes, scores, idxs, iou_threshold)
+
+
+@pytest.fixture(scope="module")
+def scripted_nms() -> torch.jit.ScriptModule:
+    return torch.jit.script(_NMSModule())
+
+
+def test_scripted_nms_matches_oracle(scripted_nms: torch.jit.ScriptModule) -> None:
+    for case in ORACLE["nms"]:
+        no_classes = torch.zeros(case["scores"].shape, dtype=torch.int64)
+        keep, _ = scripted_nms(case["boxes"], case["scores"], no_classes, case["iou_threshold"])
+        assert torch.equal(keep, case["keep"])
+    for case in ORACLE["batched_nms"]:
+        _, keep = scripted_nms(case["boxes"], case["scores"], case["idxs"], case["iou_threshold"])
+        assert torch.equal(keep, case["keep"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_scripted_nms_equals_eager(scripted_nms: torch.jit.ScriptModule, dtype: torch.dtype) -> None:
+    """Several blocks, score ties, both forms of batched_nms (offsets below 1000 boxes, grouping above)."""
+    for n, classes in [(300, 3), (700, 1), (1500, 7)]:
+        boxes = _random_boxes(n, seed=n).to(dtype)
+        scores = torch.randint(0, 20, (n,), generator=torch.Generator().manual_seed(n + 1)).to(dtype)
+        idxs = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(n + 2))
+        keep, keep_batched = scripted_nms(boxes, scores, idxs, 0.4)
+        assert torch.equal(keep, nms(boxes, scores, 0.4))
+        assert torch.equal(keep_batched, batched_nms(boxes, scores, idxs, 0.4))
+    empty = scripted_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)
+
+
+def test_scripted_nms_rejects_bad_shapes(scripted_nms: torch.jit.ScriptModule) -> None:
+    with pytest.raises(Exception, match="boxes of shape"):
+        scripted_nms(torch.zeros(3, 5), torch.zeros(3), torch.zeros(3, dtype=torch.int64), 0.5)

@@ -280,3 +280,39 @@ def test_cost_model_picks_rows_for_mask_targets_and_pixels_for_box_features() ->
     side = torch.linspace(16, 112, 512)[:, None]
     small = torch.cat([torch.zeros(512, 1), torch.zeros(512, 2), side.expand(512, 2)], dim=1)
     assert not roi_align_module._rows_path_is_cheaper(geometry(small, 7, 0.25, 2), (1, 256, 200, 272), (7, 7))
+
+
+# ---------------------------------------------------------------- TorchScript
+
+
+class _RoIAlignModule(torch.nn.Module):
+    def forward(
+        self, x: torch.Tensor, rois: torch.Tensor, height: int, width: int, scale: float, ratio: int, aligned: bool
+    ) -> torch.Tensor:
+        return roi_align(x, rois, (height, width), scale, ratio, aligned)
+
+
+def test_scripted_roi_align_matches_oracle_and_eager() -> None:
+    scripted = torch.jit.script(_RoIAlignModule())
+    for case in ORACLE["roi_align"]:
+        height, width = (case["output_size"],) * 2 if isinstance(case["output_size"], int) else case["output_size"]
+        args = (case["spatial_scale"], case["sampling_ratio"], case["aligned"])
+        out = scripted(case["input"], case["rois"], height, width, *args)
+        torch.testing.assert_close(out, case["output"], rtol=0, atol=1e-5)
+        eager = roi_align(case["input"], case["rois"], (height, width), *args)
+        torch.testing.assert_close(out, eager, rtol=0, atol=1e-5)
+
+
+def test_scripted_module_with_box_lists_and_gradient() -> None:
+    g = torch.Generator().manual_seed(5)
+    feature = torch.randn(2, 3, 12, 10, generator=g)
+    boxes = [torch.tensor([[1.0, 2.0, 15.0, 18.0]]), torch.tensor([[0.0, 0.0, 30.0, 30.0], [3.0, 4.0, 5.0, 6.0]])]
+    for layer in [RoIAlign(7, 0.5, 2), RoIAlign((3, 4), 0.5, -1, aligned=True)]:
+        scripted = torch.jit.script(layer)
+        x1, x2 = feature.clone().requires_grad_(), feature.clone().requires_grad_()
+        out = scripted(x1, boxes)
+        torch.testing.assert_close(out, layer(x2, boxes), rtol=0, atol=1e-5)
+        weight = torch.randn(out.shape, generator=g)
+        (out * weight).sum().backward()
+        (layer(x2, boxes) * weight).sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=1e-5)

@@ -9,21 +9,18 @@ from torch import Tensor
 
 __all__ = ["sigmoid_focal_loss", "generalized_box_iou_loss"]
 
-_REDUCTIONS = ("none", "mean", "sum")
-
-
 def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"Invalid reduction {reduction!r}; use one of {_REDUCTIONS}")
+    if reduction != "none" and reduction != "mean" and reduction != "sum":
+        raise ValueError(f"Invalid reduction '{reduction}'; use one of ('none', 'mean', 'sum')")
 
 
 def _upcast_non_float(t: Tensor) -> Tensor:
     """float32 unless already float32/float64 (integer and half boxes would lose precision)."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype == torch.float32 or t.dtype == torch.float64 else t.float()
 
 
 def sigmoid_focal_loss(
-    inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2, reduction: str = "none"
+    inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"
 ) -> Tensor:
     """Focal loss for dense detection (Lin et al., 2017), on logits.
 

@@ -17,10 +17,15 @@ Export: while tracing (``torch.onnx.export`` with ``dynamo=False``, ``torch.jit.
 runs through ``_NMSOp``, whose forward is the implementation above and whose ONNX symbolic is
 ``NonMaxSuppression``; ``batched_nms`` then always uses the coordinate-offset form (one NMS), as
 the ONNX graph cannot group by class. Eager calls never take that path.
+
+TorchScript: under ``torch.jit.script`` the NumPy code, the export path and the profiling
+wrapper are not compiled (they sit in ``@torch.jit.unused`` functions); ``nms`` and
+``batched_nms`` then run ``_greedy_keep_torch``, the same blocked greedy pass written with torch
+ops, so scripted and eager calls keep exactly the same boxes.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -33,10 +38,12 @@ __all__ = ["nms", "batched_nms"]
 _BLOCK = 256  # rows whose greedy pass is resolved together
 _TILE = 1024  # columns per vectorised IoU tile
 
-# Above this many box coordinates (N * 4), batched_nms groups by class instead of offsetting
-# coordinates; the same switch points as torchvision, so both give bit-identical results.
-_OFFSET_TRICK_MAX_NUMEL = {"cpu": 4000}
-_OFFSET_TRICK_MAX_NUMEL_OTHER = 20000
+
+
+def _offset_trick_limit(device_type: str) -> int:
+    """Above this many box coordinates (N * 4), batched_nms groups by class instead of offsetting
+    coordinates; the same switch points as torchvision, so both give bit-identical results."""
+    return 4000 if device_type == "cpu" else 20000
 
 
 def _threshold_below(iou_threshold: float, dtype: np.dtype) -> np.floating:
@@ -170,9 +177,14 @@ class _NMSOp(torch.autograd.Function):
 
 def _check_inputs(boxes: Tensor, scores: Tensor) -> None:
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"nms expects boxes of shape [N, 4], got {tuple(boxes.shape)}")
+        raise ValueError(f"nms expects boxes of shape [N, 4], got {list(boxes.shape)}")
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"nms expects scores of shape [N] with N = {boxes.shape[0]} boxes, got {tuple(scores.shape)}")
+        raise ValueError(f"nms expects scores of shape [N] with N = {boxes.shape[0]} boxes, got {list(scores.shape)}")
+
+
+def _check_idxs(scores: Tensor, idxs: Tensor) -> None:
+    if idxs.shape != scores.shape:
+        raise ValueError(f"batched_nms expects idxs of shape {list(scores.shape)}, got {list(idxs.shape)}")
 
 
 def _score_order(scores: Tensor) -> Tensor:
@@ -180,7 +192,6 @@ def _score_order(scores: Tensor) -> Tensor:
     return torch.sort(scores.detach().cpu(), descending=True, stable=True)[1]
 
 
-@profiled("nms")
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression.
 
@@ -194,6 +205,15 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``[K]`` int64 indices of the kept boxes, by decreasing score, on ``boxes.device``.
     """
     _check_inputs(boxes, scores)
+    if torch.jit.is_scripting():
+        return _nms_torch(boxes, scores, iou_threshold, None)
+    return _nms_python(boxes, scores, iou_threshold)
+
+
+@torch.jit.unused
+@profiled("nms")
+def _nms_python(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Eager ``nms`` on checked inputs: the export node while tracing, else the NumPy pass."""
     if _is_exporting():
         with torch.no_grad():  # a graph for inference; the op is recorded by its symbolic
             return _NMSOp.apply(boxes, scores, float(iou_threshold))
@@ -231,7 +251,6 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     return keep.to(boxes.device)
 
 
-@profiled("nms")
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """Non-maximum suppression run independently per category.
 
@@ -246,8 +265,16 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         ``[K]`` int64 indices of the kept boxes, by decreasing score, on ``boxes.device``.
     """
     _check_inputs(boxes, scores)
-    if idxs.shape != scores.shape:
-        raise ValueError(f"batched_nms expects idxs of shape {tuple(scores.shape)}, got {tuple(idxs.shape)}")
+    _check_idxs(scores, idxs)
+    if torch.jit.is_scripting():
+        return _batched_nms_torch(boxes, scores, idxs, iou_threshold)
+    return _batched_nms_python(boxes, scores, idxs, iou_threshold)
+
+
+@torch.jit.unused
+@profiled("nms")
+def _batched_nms_python(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """Eager ``batched_nms`` on checked inputs (see there)."""
     if _is_exporting():
         # A zero is included in the maximum so that an empty input traces too (boxes are >= 0).
         max_coordinate = torch.cat([boxes.detach().flatten(), boxes.new_zeros(1)]).max()
@@ -255,7 +282,114 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         return nms(boxes + offsets[:, None], scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    limit = _OFFSET_TRICK_MAX_NUMEL.get(boxes.device.type, _OFFSET_TRICK_MAX_NUMEL_OTHER)
-    if boxes.numel() > limit:
+    if boxes.numel() > _offset_trick_limit(boxes.device.type):
         return _batched_nms_grouped(boxes, scores, idxs, iou_threshold)
     return _batched_nms_offset(boxes, scores, idxs, iou_threshold)
+
+
+# ---------------------------------------------------------------- TorchScript path
+
+
+def _threshold_below_torch(iou_threshold: float, dtype: torch.dtype) -> Tensor:
+    """``_threshold_below`` as a 0-dim tensor of ``dtype``."""
+    t = torch.tensor(iou_threshold, dtype=dtype)
+    if float(t) > iou_threshold:
+        t = torch.nextafter(t, torch.tensor(float("-inf"), dtype=dtype))
+    return t
+
+
+def _iou_above_torch(rows: Tensor, cols: Tensor, coords: Tensor, area: Tensor, threshold: Tensor) -> Tensor:
+    """``_iou_above`` in torch ops, same operation order. ``coords``: ``[N, 4]``. Returns ``[R, M]`` bool."""
+    a, b = coords[rows], coords[cols]  # [R, 4], [M, 4]
+    w = torch.minimum(a[:, 2:3], b[:, 2]) - torch.maximum(a[:, 0:1], b[:, 0])
+    w = w.clamp(min=0)
+    h = torch.minimum(a[:, 3:4], b[:, 3]) - torch.maximum(a[:, 1:2], b[:, 1])
+    h = h.clamp(min=0)
+    inter = w * h
+    union = area[rows][:, None] + area[cols]
+    union = union - inter
+    return inter / union > threshold  # 0/0 is NaN, never above
+
+
+def _greedy_keep_torch(
+    coords: Tensor, threshold: Tensor, groups: Optional[Tensor], block: int = _BLOCK, tile: int = _TILE
+) -> Tensor:
+    """``_greedy_keep`` in torch ops (the TorchScript path): same blocks, same decisions.
+
+    Args:
+        coords: ``[N, 4]`` boxes sorted by decreasing score, float32 or float64.
+        threshold: from ``_threshold_below_torch``.
+        groups: optional ``[N]`` non-decreasing group ids (see ``_greedy_keep``).
+
+    Returns:
+        ``[N]`` bool, True for kept boxes.
+    """
+    n = coords.shape[0]
+    area = (coords[:, 2] - coords[:, 0]) * (coords[:, 3] - coords[:, 1])
+    alive = torch.ones(n, dtype=torch.bool, device=coords.device)
+    group_end: Optional[Tensor] = None
+    if groups is not None:
+        group_end = torch.searchsorted(groups, groups, right=True)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = start + torch.nonzero(alive[start:stop]).flatten()
+        if rows.numel() == 0:
+            continue
+        over = torch.triu(_iou_above_torch(rows, rows, coords, area, threshold), 1)  # [R, R]
+        if groups is not None:
+            over &= groups[rows][:, None] == groups[rows][None, :]
+        suppressed = torch.zeros(rows.numel(), dtype=torch.bool, device=coords.device)
+        candidates: List[int] = torch.nonzero(over.any(dim=1)).flatten().tolist()
+        for r in candidates:
+            if not bool(suppressed[r]):
+                suppressed |= over[r]
+        alive[rows[suppressed]] = False
+        kept = rows[~suppressed]
+        end = n
+        if group_end is not None:
+            end = int(group_end[rows[-1]])
+        later = stop + torch.nonzero(alive[stop:end]).flatten()
+        for tile_start in range(0, later.numel(), tile):
+            cols = later[tile_start : tile_start + tile]
+            hit = _iou_above_torch(kept, cols, coords, area, threshold)  # [K, T]
+            if groups is not None:
+                hit &= groups[kept][:, None] == groups[cols][None, :]
+            alive[cols[hit.any(dim=0)]] = False
+    return alive
+
+
+def _compute_coords(boxes: Tensor) -> Tensor:
+    """Boxes in the dtype IoUs are computed in: float64 stays, everything else becomes float32."""
+    boxes = boxes.detach()
+    return boxes if boxes.dtype == torch.float64 else boxes.float()
+
+
+def _nms_torch(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor]) -> Tensor:
+    """``nms`` (``idxs`` None) or per-class NMS (the grouped ``batched_nms``) in torch ops only."""
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores.detach(), descending=True, stable=True)[1]  # [N]
+    groups: Optional[Tensor] = None
+    if idxs is not None:
+        classes = idxs[order]
+        by_class = torch.sort(classes, stable=True)[1]
+        order = order[by_class]
+        groups = classes[by_class]
+    coords = _compute_coords(boxes)[order]
+    alive = _greedy_keep_torch(coords, _threshold_below_torch(iou_threshold, coords.dtype), groups)
+    keep = order[alive]
+    if idxs is not None:
+        keep = torch.sort(keep)[0]
+        keep = keep[torch.sort(scores.detach()[keep], descending=True, stable=True)[1]]
+    return keep
+
+
+def _batched_nms_torch(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """``batched_nms`` in torch ops only (TorchScript), same switch between the two forms as eager."""
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if boxes.numel() > _offset_trick_limit(boxes.device.type):
+        return _nms_torch(boxes, scores, iou_threshold, idxs)
+    max_coordinate = boxes.max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # [N]
+    return _nms_torch(boxes + offsets[:, None], scores, iou_threshold, None)

@@ -34,6 +34,10 @@ Export: while tracing (``torch.onnx.export`` with ``dynamo=False``, ``torch.jit.
 ONNX symbolic is ``RoiAlign`` (``mode="avg"``; adaptive ``sampling_ratio <= 0`` becomes 0;
 ``aligned`` maps to ``coordinate_transformation_mode`` from opset 16, and before that to a
 half-pixel shift of the boxes). Eager calls never take that path.
+
+TorchScript: the pooling helpers are written in the TorchScript subset, so a scripted
+``roi_align`` runs the same code as eager; only the export node and the profiling wrapper sit
+in a ``@torch.jit.unused`` function.
 """
 from __future__ import annotations
 
@@ -42,14 +46,28 @@ from typing import List, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
 
 from torchdet.ops._profiling import profiled
 
 __all__ = ["roi_align", "RoIAlign"]
 
 BoxesArg = Union[Tensor, List[Tensor]]
+Geometry = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # start_y, start_x, bin_h, bin_w, grid_h, grid_w
 
 _MAX_ENTRIES_PER_CHUNK = 1 << 22  # gathered (pixel, weight) pairs per embedding_bag call
+
+
+def _entry_budget() -> int:
+    """``_MAX_ENTRIES_PER_CHUNK``, read at call time in eager (tests lower it); a constant when scripted."""
+    if torch.jit.is_scripting():
+        return 1 << 22
+    return _eager_entry_budget()
+
+
+@torch.jit.unused
+def _eager_entry_budget() -> int:
+    return _MAX_ENTRIES_PER_CHUNK
 
 
 def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -65,21 +83,21 @@ def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 def _boxes_to_rois(boxes: List[Tensor]) -> Tensor:
     """List of per-image ``[L_i, 4]`` boxes -> ``[sum L_i, 5]`` rows ``(image index, x1, y1, x2, y2)``."""
+    ids: List[Tensor] = []
     for i, b in enumerate(boxes):
         if b.dim() != 2 or b.shape[-1] != 4:
-            raise ValueError(f"roi_align: boxes[{i}] must have shape [L, 4], got {tuple(b.shape)}")
+            raise ValueError(f"roi_align: boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
+        ids.append(torch.full_like(b[:, :1], i))
     if len(boxes) == 0:
         return torch.zeros((0, 5))
-    concat = torch.cat(boxes, dim=0)
-    ids = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)], dim=0)
-    return torch.cat([ids, concat], dim=1)
+    return torch.cat([torch.cat(ids, dim=0), torch.cat(boxes, dim=0)], dim=1)
 
 
 def _check_rois(rois: Tensor) -> None:
     if rois.dim() != 2 or rois.shape[1] != 5:
         raise ValueError(
             f"roi_align: boxes must be a Tensor[K, 5] of (batch index, x1, y1, x2, y2) or a list of "
-            f"Tensor[L, 4], got a tensor of shape {tuple(rois.shape)}"
+            f"Tensor[L, 4], got a tensor of shape {list(rois.shape)}"
         )
 
 
@@ -122,7 +140,7 @@ def _axis_samples(
 
 def _roi_geometry(
     rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: Tensor, sampling_ratio: int, aligned: bool
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> Geometry:
     """Start, bin size and samples per bin of every RoI, in both directions.
 
     Args:
@@ -153,8 +171,9 @@ def _roi_geometry(
 
 def _chunk_bounds(entries_per_roi: Tensor, budget: int) -> List[Tuple[int, int]]:
     """Consecutive RoI ranges whose total gathered entries stay within ``budget`` (at least one RoI each)."""
-    ends = torch.cumsum(entries_per_roi, 0).tolist()
-    ranges, begin, used = [], 0, 0
+    ends: List[int] = torch.cumsum(entries_per_roi, 0).tolist()
+    ranges: List[Tuple[int, int]] = []
+    begin, used = 0, 0
     for i, total in enumerate(ends):
         if i > begin and total - used > budget:
             ranges.append((begin, i))
@@ -168,7 +187,7 @@ def _pool_chunk(
     base: Tensor,
     height: Tensor,
     width: Tensor,
-    geometry: Tuple[Tensor, ...],
+    geometry: Geometry,
     pooled_h: int,
     pooled_w: int,
 ) -> Tensor:
@@ -190,7 +209,8 @@ def _pool_chunk(
     weights = torch.zeros(total, dtype=dtype, device=device)
     inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(dtype)  # [k]
     group_key = grid_h * (int(grid_w.max()) + 1) + grid_w
-    for key in torch.unique(group_key).tolist():
+    keys: List[int] = torch.unique(group_key).tolist()
+    for key in keys:
         members = torch.nonzero(group_key == key).flatten()
         gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
         if gh * gw == 0:
@@ -219,7 +239,7 @@ def _pool_bins(
     base: Tensor,
     height: Tensor,
     width: Tensor,
-    geometry: Tuple[Tensor, ...],
+    geometry: Geometry,
     output_size: Tuple[int, int],
 ) -> Tensor:
     """RoIAlign over a pixel table that may hold several images and feature levels.
@@ -237,12 +257,9 @@ def _pool_bins(
     pooled_h, pooled_w = output_size
     grid_h, grid_w = geometry[4], geometry[5]
     entries_per_roi = 4 * grid_h * grid_w * (pooled_h * pooled_w)
-    pooled = [
-        _pool_chunk(
-            table, base[a:b], height[a:b], width[a:b], tuple(g[a:b] for g in geometry), pooled_h, pooled_w
-        )
-        for a, b in _chunk_bounds(entries_per_roi, _MAX_ENTRIES_PER_CHUNK)
-    ]
+    pooled: List[Tensor] = []
+    for a, b in _chunk_bounds(entries_per_roi, _entry_budget()):
+        pooled.append(_pool_chunk(table, base[a:b], height[a:b], width[a:b], _slice(geometry, a, b), pooled_h, pooled_w))
     bins = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=0)  # [K * ph * pw, C]
     return bins.view(base.shape[0], pooled_h, pooled_w, table.shape[1])
 
@@ -251,7 +268,7 @@ def _pool_rows_chunk(
     rows: Tensor,
     batch_index: Tensor,
     shape: Tuple[int, int, int],
-    geometry: Tuple[Tensor, ...],
+    geometry: Geometry,
     pooled_h: int,
     pooled_w: int,
 ) -> Tensor:
@@ -272,7 +289,8 @@ def _pool_rows_chunk(
     weights = torch.zeros(entries.shape, dtype=dtype, device=device)
     inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(dtype)
     channel = torch.arange(channels, device=device).view(1, channels, 1, 1)
-    for gh in torch.unique(grid_h).tolist():
+    grids: List[int] = torch.unique(grid_h).tolist()
+    for gh in grids:
         if gh == 0:
             continue
         members = torch.nonzero(grid_h == gh).flatten()
@@ -297,7 +315,7 @@ def _pool_rows_chunk(
 
 
 def _rows_path_is_cheaper(
-    geometry: Tuple[Tensor, ...], shape: Tuple[int, int, int, int], output_size: Tuple[int, int]
+    geometry: Geometry, shape: Tuple[int, int, int, int], output_size: Tuple[int, int]
 ) -> bool:
     """Rough cost model (in float multiply-adds) of the two strategies.
 
@@ -317,27 +335,29 @@ def _rows_path_is_cheaper(
     return rows < pixel
 
 
-def _pool_rows(
-    input: Tensor, rois: Tensor, geometry: Tuple[Tensor, ...], output_size: Tuple[int, int]
-) -> Tensor:
+def _pool_rows(input: Tensor, rois: Tensor, geometry: Geometry, output_size: Tuple[int, int]) -> Tensor:
     """RoIAlign through image rows (see ``_pool_rows_chunk``). ``[K, C, ph, pw]``."""
     batch, channels, height, width = input.shape
     pooled_h, pooled_w = output_size
     rows = input.contiguous().view(batch * channels * height, width)
     batch_index = rois[:, 0].long()
     per_roi = (2 * geometry[4] + width) * (channels * pooled_h)
-    return torch.cat(
-        [
-            _pool_rows_chunk(
-                rows, batch_index[a:b], (channels, height, width), tuple(g[a:b] for g in geometry), pooled_h, pooled_w
-            )
-            for a, b in _chunk_bounds(per_roi, _MAX_ENTRIES_PER_CHUNK)
-        ]
-    )
+    pooled: List[Tensor] = []
+    for a, b in _chunk_bounds(per_roi, _entry_budget()):
+        pooled.append(
+            _pool_rows_chunk(rows, batch_index[a:b], (channels, height, width), _slice(geometry, a, b), pooled_h, pooled_w)
+        )
+    return torch.cat(pooled)
+
+
+def _slice(geometry: Geometry, a: int, b: int) -> Geometry:
+    """The geometry of RoIs ``a:b``."""
+    start_y, start_x, bin_h, bin_w, grid_h, grid_w = geometry
+    return start_y[a:b], start_x[a:b], bin_h[a:b], bin_w[a:b], grid_h[a:b], grid_w[a:b]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    return dtype if dtype == torch.float32 or dtype == torch.float64 else torch.float32
 
 
 def _pixel_table(feature: Tensor, dtype: torch.dtype) -> Tensor:
@@ -362,7 +382,7 @@ class _RoIAlignOp(torch.autograd.Function):
         state = torch._C._get_tracing_state()  # the graph gets the symbolic only, not these ops
         torch._C._set_tracing_state(None)
         try:
-            return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+            return _roi_align_rois(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
         finally:
             torch._C._set_tracing_state(state)
 
@@ -388,11 +408,10 @@ class _RoIAlignOp(torch.autograd.Function):
         return g.op("RoiAlign", input, boxes, batch_indices, **attrs)
 
 
-@profiled("roi_align")
 def roi_align(
     input: Tensor,
     boxes: BoxesArg,
-    output_size: Union[int, Sequence[int]],
+    output_size: BroadcastingList2[int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -414,7 +433,25 @@ def roi_align(
         ``[K, C, h, w]`` pooled features, same dtype and device as ``input``.
     """
     if input.dim() != 4:
-        raise ValueError(f"roi_align expects input of shape [B, C, H, W], got {tuple(input.shape)}")
+        raise ValueError(f"roi_align expects input of shape [B, C, H, W], got {list(input.shape)}")
+    if torch.jit.is_scripting():
+        rois = boxes if isinstance(boxes, Tensor) else _boxes_to_rois(boxes)
+        _check_rois(rois)
+        return _roi_align_rois(input, rois, (output_size[0], output_size[1]), spatial_scale, sampling_ratio, aligned)
+    return _roi_align_python(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+@torch.jit.unused
+@profiled("roi_align")
+def _roi_align_python(
+    input: Tensor,
+    boxes: BoxesArg,
+    output_size: Union[int, Sequence[int]],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """Eager ``roi_align``: the export node while tracing, else ``_roi_align_rois``."""
     rois = boxes if isinstance(boxes, Tensor) else _boxes_to_rois(list(boxes))
     _check_rois(rois)
     pooled_h, pooled_w = _pair(output_size)
@@ -424,10 +461,10 @@ def roi_align(
             return _RoIAlignOp.apply(
                 input, rois, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), bool(aligned)
             )
-    return _roi_align_eager(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+    return _roi_align_rois(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
 
 
-def _roi_align_eager(
+def _roi_align_rois(
     input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int, aligned: bool
 ) -> Tensor:
     """``roi_align`` on checked ``[K, 5]`` rois (see there)."""
@@ -451,8 +488,9 @@ def _roi_align_eager(
         return _pool_rows(input.to(dtype), rois, geometry, (pooled_h, pooled_w)).to(input.dtype)
     table = _pixel_table(input, dtype)
     base = rois[:, 0].long() * (height * width)  # [K] first table row of each RoI's image
-    size = torch.full_like(base, height), torch.full_like(base, width)
-    bins = _pool_bins(table, base, size[0], size[1], geometry, (pooled_h, pooled_w))
+    bins = _pool_bins(
+        table, base, torch.full_like(base, height), torch.full_like(base, width), geometry, (pooled_h, pooled_w)
+    )
     return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
 
 
