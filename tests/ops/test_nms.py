@@ -148,6 +148,22 @@ def test_batched_nms_grouped_path_equals_per_class_nms() -> None:
     assert keep.tolist() == per_class_nms(boxes, scores, idxs, 0.5)
 
 
+def test_batched_nms_many_classes_equals_per_class_nms() -> None:
+    """The all-classes-at-once pass: 60 classes of 1 to 150 boxes (several rounds per class),
+    score ties, empty and repeated boxes, class ids with gaps."""
+    g = torch.Generator().manual_seed(8)
+    sizes = torch.randint(1, 150, (60,), generator=g)
+    idxs = torch.repeat_interleave(torch.arange(60) * 3 + 1, sizes)
+    idxs = idxs[torch.randperm(idxs.numel(), generator=g)]
+    n = idxs.numel()
+    boxes = _random_boxes(n, seed=9)
+    boxes[::17, 2:] = boxes[::17, :2]  # empty boxes
+    boxes[1::23] = boxes[0]  # repeats
+    scores = torch.randint(0, 30, (n,), generator=g).float()
+    for thr in [0.0, 0.3, 0.7]:
+        assert batched_nms(boxes, scores, idxs, thr).tolist() == per_class_nms(boxes, scores, idxs, thr)
+
+
 def per_class_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, thr: float) -> List[int]:
     kept: List[int] = []
     for c in idxs.unique().tolist():

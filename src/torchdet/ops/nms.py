@@ -25,7 +25,7 @@ ops, so scripted and eager calls keep exactly the same boxes.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -137,6 +137,125 @@ def _greedy_keep(
     return alive
 
 
+_CLASS_BLOCK = 32  # rows per class resolved together by _greedy_keep_classes
+_TILE_ELEMENTS = 1 << 15  # pairs per IoU tile: the temporaries stay in the L2 cache
+
+
+def _iou_above_tiled(
+    rows: np.ndarray, row_area: np.ndarray, cols: np.ndarray, col_area: np.ndarray, threshold: np.floating
+) -> np.ndarray:
+    """``_iou_above`` for ``k`` independent groups at once, same arithmetic, tiled over groups.
+
+    Args:
+        rows: ``[4, k, b]`` x1, y1, x2, y2 of each group's row boxes (NaN for padding).
+        row_area: ``[k, b]``.
+        cols: ``[4, k, m]`` column boxes (NaN for padding).
+        col_area: ``[k, m]``.
+        threshold: from ``_threshold_below``.
+
+    Returns:
+        ``[k, b, m]`` bool, IoU > threshold (False wherever a padding box is involved).
+    """
+    k, b = row_area.shape
+    m = col_area.shape[1]
+    out = np.empty((k, b, m), dtype=bool)
+    step = max(1, _TILE_ELEMENTS // max(b * m, 1))
+    buffers = [np.empty((min(step, k), b, m), dtype=rows.dtype) for _ in range(3)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, k, step):
+            stop = min(start + step, k)
+            w, t1, t2 = (buf[: stop - start] for buf in buffers)
+            r = rows[:, start:stop, :, None]
+            c = cols[:, start:stop, None, :]
+            np.minimum(r[2], c[2], out=w)
+            w -= np.maximum(r[0], c[0], out=t1)
+            np.maximum(w, 0, out=w)
+            np.minimum(r[3], c[3], out=t1)
+            t1 -= np.maximum(r[1], c[1], out=t2)
+            np.maximum(t1, 0, out=t1)
+            w *= t1  # intersection
+            np.add(row_area[start:stop, :, None], col_area[start:stop, None, :], out=t1)
+            t1 -= w  # union
+            w /= t1
+            np.greater(w, threshold, out=out[start:stop])
+    return out
+
+
+def _ranks(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The True entries of ``[k, L]`` ``mask``: group, position, rank within its group, and group counts."""
+    group, position = np.nonzero(mask)  # row-major: by group, then position
+    counts = np.bincount(group, minlength=mask.shape[0])
+    rank = np.arange(group.size) - (np.cumsum(counts) - counts)[group]
+    return group, position, rank, counts
+
+
+def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.floating) -> np.ndarray:
+    """``_greedy_keep`` with groups, every group's greedy pass run side by side.
+
+    The groups are laid out as rows of a ``[G, n + 1]`` table (``n``: largest group; padding and
+    the extra last column are NaN boxes, which never overlap anything). Each round takes the
+    next ``_CLASS_BLOCK`` undecided boxes of every group, resolves them greedily among
+    themselves (one short loop over row positions, vectorised over groups), and lets the kept
+    ones suppress all later undecided boxes of their group in one tiled IoU computation. So the
+    Python loops run about ``n`` steps in all, not ``N``, and suppressed boxes never become rows.
+
+    Args:
+        coords: ``[4, N]`` boxes ordered by group, then by decreasing score.
+        groups: ``[N]`` non-decreasing group ids.
+        threshold: from ``_threshold_below``.
+
+    Returns:
+        ``[N]`` bool, True for kept boxes.
+    """
+    total = coords.shape[1]
+    starts = np.flatnonzero(np.diff(groups, prepend=groups[0] - 1))  # first box of each group
+    counts = np.diff(np.append(starts, total))
+    group_of = np.repeat(np.arange(starts.size), counts)
+    slot_of = np.arange(total) - np.repeat(starts, counts)
+    n = int(counts.max())
+    table = np.full((4, starts.size, n + 1), np.nan, dtype=coords.dtype)
+    table[:, group_of, slot_of] = coords
+    area = (table[2] - table[0]) * (table[3] - table[1])
+    undecided = np.zeros((starts.size, n + 1), dtype=bool)
+    undecided[group_of, slot_of] = True
+    keep = np.zeros_like(undecided)
+    later_in_block = np.triu(np.ones((_CLASS_BLOCK, _CLASS_BLOCK), dtype=bool), 1)
+    active = np.arange(starts.size)  # groups with undecided boxes
+    while active.size:
+        pending = undecided[active]
+        rank = np.cumsum(pending, axis=1)  # 1-based rank of each undecided box in its group
+        alive = rank[:, -1] > 0
+        if not alive.all():
+            active, pending, rank = active[alive], pending[alive], rank[alive]
+            if active.size == 0:
+                break
+        k = active.size
+        # This round's rows: the first _CLASS_BLOCK undecided boxes of every group.
+        group, slot, row, _ = _ranks(pending & (rank <= _CLASS_BLOCK))
+        b = int(row.max()) + 1
+        row_slot = np.full((k, b), n)  # column n is a NaN box
+        row_slot[group, row] = slot
+        rows = table[:, active[:, None], row_slot]  # [4, k, b]
+        row_area = area[active[:, None], row_slot]
+        over = _iou_above_tiled(rows, row_area, rows, row_area, threshold)
+        over &= later_in_block[:b, :b]
+        suppressed = np.zeros((k, b), dtype=bool)
+        for r in np.flatnonzero(over.any(axis=(0, 2))).tolist():
+            suppressed |= over[:, r, :] & ~suppressed[:, r : r + 1]
+        undecided[active[group], slot] = False
+        keep[active[group], slot] = ~suppressed[group, row]
+        # The kept rows suppress the later undecided boxes of their group.
+        group, slot, col, col_counts = _ranks(pending & (rank > _CLASS_BLOCK))
+        if group.size == 0:
+            continue
+        col_slot = np.full((k, int(col_counts.max())), n)
+        col_slot[group, col] = slot
+        rows[:, suppressed] = np.nan
+        hit = _iou_above_tiled(rows, row_area, table[:, active[:, None], col_slot], area[active[:, None], col_slot], threshold)
+        undecided[active[group], slot] = ~hit.any(axis=1)[group, col]
+    return keep[group_of, slot_of]
+
+
 def _as_numpy_coords(boxes: Tensor) -> np.ndarray:
     """``[N, 4]`` boxes -> ``[4, N]`` contiguous float32/float64 NumPy array on the CPU."""
     boxes = boxes.detach()
@@ -238,17 +357,24 @@ def _batched_nms_offset(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresho
 
 
 def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """One greedy pass over boxes ordered by (class, decreasing score), suppressing within class."""
-    order = _score_order(scores)  # [N]
-    classes = idxs.detach().cpu()[order]
-    by_class = torch.sort(classes, stable=True)[1]
-    order = order[by_class]
-    coords = _as_numpy_coords(boxes)[:, order.numpy()]
-    groups = classes[by_class].numpy()
-    keep = order[torch.from_numpy(_greedy_keep(coords, _threshold_below(iou_threshold, coords.dtype), groups))]
-    keep = torch.sort(keep)[0]
-    keep = keep[torch.sort(scores.detach().cpu()[keep], descending=True, stable=True)[1]]
-    return keep.to(boxes.device)
+    """Per-class greedy passes over boxes ordered by (class, decreasing score), all classes at once.
+
+    The index bookkeeping is done in NumPy: small torch ops pay for the intra-op thread pool.
+    """
+    score = _as_numpy_scores(scores)
+    order = np.lexsort((-score, idxs.detach().cpu().numpy()))  # by class, then score; ties by index
+    coords = _as_numpy_coords(boxes)[:, order]
+    groups = idxs.detach().cpu().numpy()[order]
+    keep = order[_greedy_keep_classes(coords, groups, _threshold_below(iou_threshold, coords.dtype))]
+    keep.sort()
+    keep = keep[np.argsort(-score[keep], kind="stable")]
+    return torch.from_numpy(keep).to(boxes.device)
+
+
+def _as_numpy_scores(scores: Tensor) -> np.ndarray:
+    """``[N]`` scores as float32/float64 NumPy (exact for every floating dtype torch sorts)."""
+    scores = scores.detach().cpu()
+    return (scores if scores.dtype == torch.float64 else scores.float()).numpy()
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
