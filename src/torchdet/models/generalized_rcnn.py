@@ -1,9 +1,11 @@
 """GeneralizedRCNN: the two-stage detector pipeline, wired from four parts."""
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from torchdet.models.validation import validate_inputs
@@ -21,6 +23,8 @@ class GeneralizedRCNN(nn.Module):
     ``forward(images, targets=None)`` returns the losses in training and the detections in eval:
     one dict per image with ``boxes`` ``[D, 4]`` (xyxy, original pixels), ``labels`` ``[D]`` int64,
     ``scores`` ``[D]`` (and ``masks`` / ``keypoints`` when the heads have those branches).
+    Scripted with ``torch.jit.script``, it returns both, as the tuple ``(losses, detections)``
+    (TorchScript needs one return type), as torchvision's models do.
     """
 
     def __init__(self, backbone: nn.Module, rpn: nn.Module, roi_heads: nn.Module, transform: nn.Module) -> None:
@@ -29,20 +33,62 @@ class GeneralizedRCNN(nn.Module):
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
+        self._has_warned = False  # the scripted model warns once about its tuple return
 
-    def _required_target_keys(self) -> Tuple[bool, bool]:
+    @torch.jit.unused
+    def _validate(self, images: Union[Tensor, List[Tensor]], targets: Optional[List[Dict[str, Tensor]]]
+                  ) -> List[Tensor]:
+        """Eager boundary checks (named errors); returns the images as a list."""
         has_mask = getattr(self.roi_heads, "has_mask", None)
         has_keypoint = getattr(self.roi_heads, "has_keypoint", None)
-        return (bool(has_mask()) if callable(has_mask) else False,
-                bool(has_keypoint()) if callable(has_keypoint) else False)
+        return validate_inputs(images, targets, training=self.training,
+                               require_masks=bool(has_mask()) if callable(has_mask) else False,
+                               require_keypoints=bool(has_keypoint()) if callable(has_keypoint) else False)
 
-    def forward(self, images: Union[Tensor, Sequence[Tensor]], targets: Optional[List[Dict[str, Tensor]]] = None
-                ) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
-        """Losses (training) or per-image detections (eval) for ``[3, H, W]`` images or a ``[B, 3, H, W]`` batch."""
-        require_masks, require_keypoints = self._required_target_keys()
-        image_list = validate_inputs(images, targets, training=self.training,
-                                     require_masks=require_masks, require_keypoints=require_keypoints)
-        original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
+    def _validate_scripted(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]]) -> None:
+        """The checks of ``validate_inputs`` that TorchScript can express (shapes and dtypes)."""
+        if len(images) == 0:
+            raise ValueError("images is empty; pass at least one [3, H, W] image.")
+        for image in images:
+            if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+                raise ValueError("each image must be a floating-point [3, H, W] tensor in [0, 1].")
+        if self.training and targets is None:
+            raise ValueError("targets are required in training mode; pass one dict per image with 'boxes' and 'labels'.")
+        if targets is not None:
+            if len(targets) != len(images):
+                raise ValueError("give one target dict per image.")
+            for target in targets:
+                boxes = target["boxes"]
+                if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
+                    raise ValueError("target boxes must be floating-point tensors of shape [N, 4].")
+                if bool((boxes[:, 2:] <= boxes[:, :2]).any()):
+                    raise ValueError("target boxes must satisfy x1 < x2 and y1 < y2 (format [x1, y1, x2, y2]).")
+
+    @torch.jit.unused
+    def eager_outputs(self, losses: Dict[str, Tensor], detections: List[Dict[str, Tensor]]
+                      ) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+        """The eager contract: the losses in training, the detections in eval."""
+        if self.training:
+            return losses
+        return detections
+
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
+                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+        """Losses (training) or per-image detections (eval) for ``[3, H, W]`` images or a ``[B, 3, H, W]`` batch.
+
+        The annotation is the scripted signature; eagerly the losses or the detections come alone.
+        """
+        if torch.jit.is_scripting():
+            self._validate_scripted(images, targets)
+            image_list = images
+        else:
+            image_list = self._validate(images, targets)
+        # Each image's (height, width); while tracing these stay traced sizes, so that boxes and
+        # masks are mapped back to the input's size at run time, not the size seen by the trace.
+        original_image_sizes: List[Tuple[int, int]] = []
+        for img in image_list:
+            size = img.shape[-2:]
+            original_image_sizes.append((size[0], size[1]))
 
         batch, targets = self.transform(image_list, targets)
         features = self.backbone(batch.tensors)
@@ -52,6 +98,12 @@ class GeneralizedRCNN(nn.Module):
         detections, detector_losses = self.roi_heads(features, proposals, batch.image_sizes, targets)
         detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
 
-        if self.training:
-            return {**detector_losses, **proposal_losses}
-        return detections
+        losses: Dict[str, Tensor] = {}
+        losses.update(detector_losses)
+        losses.update(proposal_losses)
+        if torch.jit.is_scripting():
+            if not self._has_warned:
+                warnings.warn("RCNN always returns a (Losses, Detections) tuple in scripting")
+                self._has_warned = True
+            return losses, detections
+        return self.eager_outputs(losses, detections)

@@ -7,7 +7,7 @@ inference resizes each heatmap bicubically to the RoI's size and takes its peak,
 from __future__ import annotations
 
 import bisect
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -424,6 +424,10 @@ def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
     resized map, shifted by half a cell and scaled back to the RoI's real size, is the keypoint,
     and the resized value there its score.
 
+    Eager mode finds the peaks by a pruned search (see ``_heatmap_peaks``); TorchScript resizes
+    each RoI's maps whole (``_heatmaps_to_keypoints_resized``, same values); tracing uses the
+    export decoder of ``torchdet.export.keypoints``.
+
     Args:
         maps: [N, K, S, S] heatmap logits.
         rois: [N, 4] RoIs (x1, y1, x2, y2).
@@ -431,24 +435,60 @@ def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
     Returns:
         (keypoints [N, K, 3] (x, y, visibility 1), scores [N, K]).
     """
+    if torch.jit.is_scripting():
+        return _heatmaps_to_keypoints_resized(maps, rois)
+    return _heatmaps_to_keypoints_eager(maps, rois)
+
+
+def _roi_map_sizes(rois: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """RoI widths and heights ``[N]`` (at least 1) and their resized map sizes ``ceil`` ``[N]`` int64."""
+    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
+    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
+    return widths, heights, widths.ceil().long(), heights.ceil().long()
+
+
+def _peaks_to_keypoints(rois: Tensor, widths: Tensor, heights: Tensor, map_w: Tensor, map_h: Tensor,
+                        pos: Tensor) -> Tensor:
+    """Peak positions ``[N, K]`` (``y * map_w + x``) -> keypoints ``[N, K, 3]`` in image pixels."""
+    x_int = pos % map_w[:, None]
+    y_int = torch.div(pos, map_w[:, None], rounding_mode="floor")
+    x = (x_int.float() + 0.5) * (widths / map_w)[:, None] + rois[:, 0:1]
+    y = (y_int.float() + 0.5) * (heights / map_h)[:, None] + rois[:, 1:2]
+    return torch.stack([x, y, torch.ones_like(x)], dim=2)
+
+
+def _heatmaps_to_keypoints_resized(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """``heatmaps_to_keypoints`` by resizing every RoI's maps with ``F.interpolate`` (the reference's way).
+
+    Scriptable; the cost grows with the RoIs' areas.
+    """
+    n, k = maps.shape[0], maps.shape[1]
+    widths, heights, map_w, map_h = _roi_map_sizes(rois)
+    scores = torch.zeros((n, k), dtype=torch.float32, device=maps.device)
+    pos = torch.zeros((n, k), dtype=torch.int64, device=maps.device)
+    for i in range(n):
+        size = [int(map_h[i]), int(map_w[i])]
+        resized = F.interpolate(maps[i:i + 1].float(), size=size, mode="bicubic", align_corners=False)[0]
+        flat = resized.reshape(k, -1)  # [K, h * w]
+        best = flat.argmax(dim=1)  # first maximum, row-major
+        pos[i] = best
+        scores[i] = flat.gather(1, best[:, None])[:, 0]
+    return _peaks_to_keypoints(rois, widths, heights, map_w, map_h, pos), scores
+
+
+@torch.jit.unused
+def _heatmaps_to_keypoints_eager(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """``heatmaps_to_keypoints`` by the pruned peak search (eager), or the export decoder while tracing."""
     if torch.jit.is_tracing():  # the peak search below is data-dependent; this one exports
         from torchdet.export.keypoints import grid_heatmaps_to_keypoints
 
         return grid_heatmaps_to_keypoints(maps, rois)
     n, k = maps.shape[0], maps.shape[1]
-    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
-    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
-    map_w = widths.ceil().long()
-    map_h = heights.ceil().long()
+    widths, heights, map_w, map_h = _roi_map_sizes(rois)
     if n == 0:
         return maps.new_zeros((0, k, 3), dtype=torch.float32), maps.new_zeros((0, k), dtype=torch.float32)
     scores, pos = _heatmap_peaks(maps.float(), map_h, map_w)
-    x_int = pos % map_w[:, None]
-    y_int = pos // map_w[:, None]
-    x = (x_int.float() + 0.5) * (widths / map_w)[:, None] + rois[:, 0:1]
-    y = (y_int.float() + 0.5) * (heights / map_h)[:, None] + rois[:, 1:2]
-    keypoints = torch.stack([x, y, torch.ones_like(x)], dim=2)
-    return keypoints, scores
+    return _peaks_to_keypoints(rois, widths, heights, map_w, map_h, pos), scores
 
 
 def keypointrcnn_inference(keypoint_logits: Tensor, boxes: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
@@ -461,30 +501,44 @@ def keypointrcnn_inference(keypoint_logits: Tensor, boxes: List[Tensor]) -> Tupl
     Returns:
         (per image [N_i, K, 3] keypoints, per image [N_i, K] keypoint scores).
     """
-    counts = [len(b) for b in boxes]
     if len(boxes) == 0:
         return [], []
     keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes, dim=0))
     if torch.jit.is_tracing():  # slice by traced sizes: split() would bake the counts into the graph
-        ends = [b.shape[0] for b in boxes]
-        for i in range(1, len(ends)):
-            ends[i] = ends[i - 1] + ends[i]
-        starts = [0] + ends[:-1]
-        return [keypoints[a:b] for a, b in zip(starts, ends)], [scores[a:b] for a, b in zip(starts, ends)]
+        kps_per_image: List[Tensor] = []
+        scores_per_image: List[Tensor] = []
+        start = 0
+        for b in boxes:
+            stop = start + b.shape[0]
+            kps_per_image.append(keypoints[start:stop])
+            scores_per_image.append(scores[start:stop])
+            start = stop
+        return kps_per_image, scores_per_image
+    counts = [len(b) for b in boxes]
     return list(keypoints.split(counts, dim=0)), list(scores.split(counts, dim=0))
 
 
-def resize_keypoints(keypoints: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
+def _size_as_float32(size: int, device: torch.device) -> Tensor:
+    """An image side as a float32 scalar; while tracing a traced side stays in the graph."""
+    if not torch.jit.is_scripting():
+        if isinstance(size, Tensor):  # a traced size
+            return size.to(dtype=torch.float32, device=device)
+    return torch.tensor(float(size), dtype=torch.float32, device=device)
+
+
+def resize_keypoints(keypoints: Tensor, original_size: List[int], new_size: List[int]) -> Tensor:
     """Rescale keypoints from an image of ``original_size`` (H, W) to ``new_size`` (H, W).
 
     Args:
         keypoints: [N, K, 3] (x, y, visibility); visibility is kept.
+        original_size, new_size: ints, or traced sizes while tracing.
 
     Returns:
         [N, K, 3] rescaled copy.
     """
-    ratio_h = torch.tensor(float(new_size[0]), dtype=torch.float32, device=keypoints.device) / float(original_size[0])
-    ratio_w = torch.tensor(float(new_size[1]), dtype=torch.float32, device=keypoints.device) / float(original_size[1])
+    device = keypoints.device
+    ratio_h = _size_as_float32(new_size[0], device) / _size_as_float32(original_size[0], device)
+    ratio_w = _size_as_float32(new_size[1], device) / _size_as_float32(original_size[1], device)
     resized = keypoints.clone()
     resized[..., 0] *= ratio_w
     resized[..., 1] *= ratio_h

@@ -7,17 +7,13 @@ into the full image at the detected box, as torchvision does.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from torchdet.ops.roi_align import roi_align
-
-# Largest number of mask values resampled at once while pasting (bounds the temporaries' memory).
-_PASTE_CHUNK_ELEMENTS = 1 << 18
-
 
 def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int) -> Tensor:
     """Crop each proposal's matched ground-truth mask and resample it to ``M x M``.
@@ -93,7 +89,7 @@ def expand_masks(masks: Tensor, padding: int) -> Tuple[Tensor, float]:
     """
     M = masks.shape[-1]
     scale = float(M + 2 * padding) / M
-    return F.pad(masks, (padding,) * 4), scale
+    return F.pad(masks, [padding, padding, padding, padding]), scale
 
 
 def expand_boxes(boxes: Tensor, scale: float) -> Tensor:
@@ -136,7 +132,7 @@ def _linear_resize_taps(
     return i0, i1, w0 * inside, w1 * inside
 
 
-def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int], padding: int = 1) -> Tensor:
+def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int = 1) -> Tensor:
     """Paste ``M x M`` mask probabilities into a full image at their boxes, all detections at once.
 
     Follows torchvision: the masks are padded by ``padding`` and the boxes grown to match, the boxes
@@ -149,15 +145,20 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     Args:
         masks: [N, 1, M, M] probabilities.
         boxes: [N, 4] boxes (x1, y1, x2, y2) in the image's coordinates.
-        img_shape: (H, W) of the image.
+        img_shape: (H, W) of the image; while tracing, traced sizes (the graph pastes at the
+            input's size, and all rows in one pass).
         padding: zero border added around each mask before pasting.
 
     Returns:
         [N, 1, H, W] masks (same dtype as ``masks``), zero outside each box.
     """
-    im_h, im_w = int(img_shape[0]), int(img_shape[1])
+    tracing = torch.jit.is_tracing()
+    if tracing:
+        im_h, im_w = img_shape[0], img_shape[1]
+    else:
+        im_h, im_w = int(img_shape[0]), int(img_shape[1])
     n = masks.shape[0]
-    if n == 0:
+    if n == 0 and not tracing:
         return masks.new_zeros((0, 1, im_h, im_w))
     padded, scale = expand_masks(masks, padding)
     dtype = masks.dtype if masks.is_floating_point() else torch.float32
@@ -175,16 +176,31 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Sequence[int],
     y0, y1, v0, v1 = _linear_resize_taps(int_boxes[:, 1], heights, s, im_h, dtype)  # [N, H] each
     y = torch.arange(im_h, device=masks.device)
     rows_inside = (y[None, :] >= int_boxes[:, 1:2]) & (y[None, :] < int_boxes[:, 1:2] + heights[:, None])
-    det, row = rows_inside.nonzero(as_tuple=True)  # [R], [R]
+    inside = torch.where(rows_inside)
+    det, row = inside[0], inside[1]  # [R], [R]
     src0, src1 = det * s + y0[det, row], det * s + y1[det, row]  # [R] rows of `columns`
     w0, w1, dst = v0[det, row, None], v1[det, row, None], det * im_h + row
     flat = columns.reshape(n * s, im_w)
     out = torch.zeros(n * im_h, im_w, dtype=dtype, device=masks.device)
-    # In row chunks, so that the temporaries stay small (the output is the one big tensor).
-    step = max(1, _PASTE_CHUNK_ELEMENTS // im_w)
-    for start in range(0, len(dst), step):
-        part = slice(start, start + step)
-        pasted = flat.index_select(0, src0[part]).mul_(w0[part])  # [r, W]
-        pasted.addcmul_(flat.index_select(0, src1[part]), w1[part])
-        out.index_copy_(0, dst[part], pasted)
+    if tracing:  # one pass: a chunk count would be fixed at the traced size
+        _paste_rows(out, flat, src0, src1, w0, w1, dst)
+    else:
+        # In row chunks, so that the temporaries stay small (the output is the one big tensor).
+        step = _rows_per_chunk(im_w)
+        for start in range(0, dst.shape[0], step):
+            stop = start + step
+            _paste_rows(out, flat, src0[start:stop], src1[start:stop], w0[start:stop], w1[start:stop],
+                        dst[start:stop])
     return out.reshape(n, 1, im_h, im_w).to(masks.dtype)
+
+
+def _rows_per_chunk(width: int) -> int:
+    """Image rows pasted at once: at most 2**18 mask values (bounds the temporaries' memory)."""
+    return max(1, (1 << 18) // width)
+
+
+def _paste_rows(out: Tensor, rows: Tensor, src0: Tensor, src1: Tensor, w0: Tensor, w1: Tensor, dst: Tensor) -> None:
+    """``out[dst] = w0 * rows[src0] + w1 * rows[src1]``: ``[r]`` indices, ``[r, 1]`` weights, ``[*, W]`` rows."""
+    pasted = rows.index_select(0, src0).mul_(w0)  # [r, W]
+    pasted.addcmul_(rows.index_select(0, src1), w1)
+    out.index_copy_(0, dst, pasted)

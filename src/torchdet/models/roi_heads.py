@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.models import keypoint_ops, mask_ops  # called through the modules: export swaps a decoder
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
@@ -39,16 +40,16 @@ def fastrcnn_loss(class_logits: Tensor, box_regression: Tensor, labels: List[Ten
     return classification_loss, box_loss / labels_all.numel()
 
 
-def _mask_ops():
-    from torchdet.models import mask_ops  # owned by the mask model; imported when the branch is used
-
-    return mask_ops
-
-
-def _keypoint_ops():
-    from torchdet.models import keypoint_ops  # owned by the keypoint model
-
-    return keypoint_ops
+def _positive_proposals(proposals: List[Tensor], labels: List[Tensor], matched_idxs: List[Tensor]
+                        ) -> Tuple[List[Tensor], List[Tensor]]:
+    """Per image, the foreground proposals and the gt index each matched."""
+    pos_proposals: List[Tensor] = []
+    pos_matched_idxs: List[Tensor] = []
+    for props, lbls, idxs in zip(proposals, labels, matched_idxs):
+        pos = torch.where(lbls > 0)[0]
+        pos_proposals.append(props[pos])
+        pos_matched_idxs.append(idxs[pos])
+    return pos_proposals, pos_matched_idxs
 
 
 class RoIHeads(nn.Module):
@@ -110,7 +111,8 @@ class RoIHeads(nn.Module):
     def assign_targets_to_proposals(self, proposals: List[Tensor], gt_boxes: List[Tensor],
                                     gt_labels: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
         """Per image: matched gt index ``[R_i]`` (clamped to >= 0) and label ``[R_i]`` (0 bg, -1 ignored)."""
-        matched_idxs, labels = [], []
+        matched_idxs: List[Tensor] = []
+        labels: List[Tensor] = []
         for proposals_in_image, gt_boxes_in_image, gt_labels_in_image in zip(proposals, gt_boxes, gt_labels):
             if gt_boxes_in_image.numel() == 0:
                 device = proposals_in_image.device
@@ -139,11 +141,14 @@ class RoIHeads(nn.Module):
     def check_targets(self, targets: Optional[List[Target]]) -> None:
         if targets is None:
             raise ValueError("targets are required in training; pass one dict per image with 'boxes' and 'labels'.")
-        required = ["boxes", "labels"] + (["masks"] if self.has_mask() else [])
+        required = ["boxes", "labels"]
+        if self.has_mask():
+            required.append("masks")
         for i, t in enumerate(targets):
-            missing = [k for k in required if k not in t]
-            if missing:
-                raise ValueError(f"target of image {i} lacks {missing}; it has {sorted(t)}.")
+            for key in required:
+                if key not in t:
+                    raise ValueError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
+                                     "(and 'masks' for Mask R-CNN).")
 
     def select_training_samples(self, proposals: List[Tensor], targets: Optional[List[Target]]
                                 ) -> Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]:
@@ -158,7 +163,7 @@ class RoIHeads(nn.Module):
         matched_idxs, labels = self.assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
         sampled_inds = self.subsample(labels)
 
-        matched_gt_boxes = []
+        matched_gt_boxes: List[Tensor] = []
         for img_id, inds in enumerate(sampled_inds):
             proposals[img_id] = proposals[img_id][inds]
             labels[img_id] = labels[img_id][inds]
@@ -185,7 +190,9 @@ class RoIHeads(nn.Module):
         pred_boxes = self.box_coder.decode(box_regression, proposals)  # [R, K, 4]
         pred_scores = F.softmax(class_logits, -1)  # [R, K]
 
-        all_boxes, all_scores, all_labels = [], [], []
+        all_boxes: List[Tensor] = []
+        all_scores: List[Tensor] = []
+        all_labels: List[Tensor] = []
         for boxes, scores, image_shape in zip(pred_boxes.split(boxes_per_image, 0),
                                               pred_scores.split(boxes_per_image, 0), image_shapes):
             boxes = clip_boxes_to_image(boxes, image_shape)
@@ -207,34 +214,30 @@ class RoIHeads(nn.Module):
 
     # ---- the branches ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _positive_proposals(proposals: List[Tensor], labels: List[Tensor], matched_idxs: List[Tensor]
-                            ) -> Tuple[List[Tensor], List[Tensor]]:
-        """Per image, the foreground proposals and the gt index each matched."""
-        pos_proposals, pos_matched_idxs = [], []
-        for props, lbls, idxs in zip(proposals, labels, matched_idxs):
-            pos = torch.where(lbls > 0)[0]
-            pos_proposals.append(props[pos])
-            pos_matched_idxs.append(idxs[pos])
-        return pos_proposals, pos_matched_idxs
-
     def _mask_branch(self, features: Dict[str, Tensor], proposals: List[Tensor], image_shapes: List[Tuple[int, int]],
                      targets: Optional[List[Target]], labels: Optional[List[Tensor]],
                      matched_idxs: Optional[List[Tensor]], result: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        mask_ops = _mask_ops()
+        pos_matched_idxs: List[Tensor] = []
         if self.training:
-            assert targets is not None and labels is not None and matched_idxs is not None
-            mask_proposals, pos_matched_idxs = self._positive_proposals(proposals, labels, matched_idxs)
+            if targets is None or labels is None or matched_idxs is None:
+                raise ValueError("training the mask branch needs targets, labels and matched_idxs.")
+            mask_proposals, pos_matched_idxs = _positive_proposals(proposals, labels, matched_idxs)
         else:
             mask_proposals = [r["boxes"] for r in result]
-        mask_features = self.mask_roi_pool(features, mask_proposals, image_shapes)
-        mask_logits = self.mask_predictor(self.mask_head(mask_features))
+        # The `is not None` tests let TorchScript skip the branch of a model without masks.
+        if self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None:
+            mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals,
+                                                                                image_shapes)))
+        else:
+            raise ValueError("the mask branch needs mask_roi_pool, mask_head and mask_predictor.")
         if self.training:
+            assert targets is not None
             gt_masks = [t["masks"] for t in targets]
             gt_labels = [t["labels"] for t in targets]
             loss = mask_ops.maskrcnn_loss(mask_logits, mask_proposals, gt_masks, gt_labels, pos_matched_idxs)
             return {"loss_mask": loss}
-        mask_probs = mask_ops.maskrcnn_inference(mask_logits, [r["labels"] for r in result])
+        labels_per_image = [r["labels"] for r in result]
+        mask_probs = mask_ops.maskrcnn_inference(mask_logits, labels_per_image)
         for prob, r in zip(mask_probs, result):
             r["masks"] = prob
         return {}
@@ -243,15 +246,21 @@ class RoIHeads(nn.Module):
                          image_shapes: List[Tuple[int, int]], targets: Optional[List[Target]],
                          labels: Optional[List[Tensor]], matched_idxs: Optional[List[Tensor]],
                          result: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        keypoint_ops = _keypoint_ops()
+        pos_matched_idxs: List[Tensor] = []
         if self.training:
-            assert targets is not None and labels is not None and matched_idxs is not None
-            keypoint_proposals, pos_matched_idxs = self._positive_proposals(proposals, labels, matched_idxs)
+            if targets is None or labels is None or matched_idxs is None:
+                raise ValueError("training the keypoint branch needs targets, labels and matched_idxs.")
+            keypoint_proposals, pos_matched_idxs = _positive_proposals(proposals, labels, matched_idxs)
         else:
             keypoint_proposals = [r["boxes"] for r in result]
-        keypoint_features = self.keypoint_roi_pool(features, keypoint_proposals, image_shapes)
-        keypoint_logits = self.keypoint_predictor(self.keypoint_head(keypoint_features))
+        if (self.keypoint_roi_pool is not None and self.keypoint_head is not None
+                and self.keypoint_predictor is not None):
+            keypoint_logits = self.keypoint_predictor(self.keypoint_head(
+                self.keypoint_roi_pool(features, keypoint_proposals, image_shapes)))
+        else:
+            raise ValueError("the keypoint branch needs keypoint_roi_pool, keypoint_head and keypoint_predictor.")
         if self.training:
+            assert targets is not None
             gt_keypoints = [t["keypoints"] for t in targets]
             loss = keypoint_ops.keypointrcnn_loss(keypoint_logits, keypoint_proposals, gt_keypoints, pos_matched_idxs)
             return {"loss_keypoint": loss}
@@ -297,7 +306,8 @@ class RoIHeads(nn.Module):
         else:
             boxes, scores, det_labels = self.postprocess_detections(class_logits, box_regression, proposals,
                                                                     image_shapes)
-            result = [{"boxes": b, "labels": l, "scores": s} for b, l, s in zip(boxes, det_labels, scores)]
+            for b, s, l in zip(boxes, scores, det_labels):
+                result.append({"boxes": b, "labels": l, "scores": s})
 
         if self.has_mask():
             losses.update(self._mask_branch(features, proposals, image_shapes, targets, labels, matched_idxs, result))

@@ -90,6 +90,17 @@ def concat_box_prediction_layers(box_cls: List[Tensor], box_regression: List[Ten
     return scores, deltas
 
 
+def _traced_min(size: int, bound: int) -> int:
+    """``min(size, bound)`` for a traced ``size`` (a 0-dim tensor while tracing), recorded in the graph."""
+    if torch.jit.is_scripting():
+        return min(size, bound)
+    return _clamp_traced(size, bound)
+
+
+def _clamp_traced(size: int, bound: int) -> int:
+    return torch.clamp(torch.as_tensor(size), max=bound)  # type: ignore[return-value]  # a traced int
+
+
 class RegionProposalNetwork(nn.Module):
     """Anchors -> objectness and deltas -> top proposals per image (and, in training, the RPN losses).
 
@@ -152,11 +163,14 @@ class RegionProposalNetwork(nn.Module):
 
     def _get_top_n_idx(self, objectness: Tensor, num_anchors_per_level: List[int]) -> Tensor:
         """Indices ``[N, K]`` of the top ``pre_nms_top_n`` anchors of each level, by objectness ``[N, A]``."""
-        top_n = []
+        top_n: List[Tensor] = []
         offset = 0
         for level_scores in objectness.split(num_anchors_per_level, 1):
             num_anchors = level_scores.shape[1]
-            k = min(self.pre_nms_top_n(), num_anchors)
+            if torch.jit.is_tracing():  # the level's size is a traced value: keep the min in the graph
+                k = _traced_min(num_anchors, self.pre_nms_top_n())
+            else:
+                k = min(self.pre_nms_top_n(), num_anchors)
             _, idx = level_scores.topk(k, dim=1)
             top_n.append(idx + offset)
             offset += num_anchors

@@ -10,9 +10,7 @@ output comes out in the input box order without per-level scatter. While tracing
 the table is not traceable, so each level is pooled with ``roi_align`` (ONNX ``RoiAlign``) on its
 own boxes and scattered back into box order.
 """
-from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -68,8 +66,14 @@ def initLevelMapper(  # noqa: N802 (torchvision's name)
     return LevelMapper(k_min, k_max, canonical_scale, canonical_level, eps)
 
 
-def _infer_scale(feature: Tensor, original_size: Tuple[int, int]) -> float:
-    """Feature size over image size along the height, rounded to a power of two."""
+def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
+    """Feature size over image size along the height, rounded to a power of two.
+
+    While tracing, the sizes are traced values and the scale becomes a constant of the graph:
+    that is right at every input size, because the backbone's strides fix the ratio (a level of
+    stride s has ``ceil(H_padded / s)`` rows, ``H <= H_padded < H + 32``), and rounding the log2
+    absorbs the padding for any image taller than a few dozen pixels.
+    """
     approx = float(feature.shape[-2]) / float(original_size[0])
     return 2 ** float(torch.tensor(approx).log2().round())
 
@@ -77,16 +81,26 @@ def _infer_scale(feature: Tensor, original_size: Tuple[int, int]) -> float:
 def _setup_scales(
     features: List[Tensor], image_shapes: List[Tuple[int, int]], canonical_scale: int, canonical_level: int
 ) -> Tuple[List[float], LevelMapper]:
-    if not image_shapes:
+    if len(image_shapes) == 0:
         raise ValueError("MultiScaleRoIAlign: image_shapes is empty; pass the (height, width) of every image")
-    max_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
-    scales = [_infer_scale(feature, max_size) for feature in features]
+    max_height, max_width = 0, 0
+    for shape in image_shapes:
+        max_height = max(max_height, int(shape[0]))
+        max_width = max(max_width, int(shape[1]))
+    scales = [_infer_scale(feature, [max_height, max_width]) for feature in features]
     # Levels are the negative log2 of the scales: 1/4 -> level 2.
-    lvl_min = -math.log2(scales[0])
-    lvl_max = -math.log2(scales[-1])
+    lvl_min = -float(torch.log2(torch.tensor(scales[0])))
+    lvl_max = -float(torch.log2(torch.tensor(scales[-1])))
     return scales, initLevelMapper(int(lvl_min), int(lvl_max), canonical_scale, canonical_level)
 
 
+def _rois(boxes: List[Tensor]) -> Tensor:
+    """Per-image ``[L_i, 4]`` boxes -> ``[sum L_i, 5]`` rows ``(image index, x1, y1, x2, y2)``."""
+    ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat(ids, dim=0), torch.cat(boxes, dim=0)], dim=1)
+
+
+@torch.jit.unused
 @profiled("roi_align")
 def _multiscale_roi_align(
     features: List[Tensor],
@@ -132,17 +146,21 @@ def _multiscale_roi_align_per_level(
     scales: List[float],
     mapper: LevelMapper,
 ) -> Tensor:
-    """Traceable form of ``_multiscale_roi_align``: one ``roi_align`` per level, scattered back.
+    """Traceable and scriptable form of ``_multiscale_roi_align``: one ``roi_align`` per level, scattered back.
 
     ``rois``: ``[K, 5]`` from ``boxes``. Returns ``[K, C, h, w]`` in box order.
     """
-    levels = mapper(boxes)  # [K]
     first = features[0]
     rois = rois.to(first.dtype)
-    result = torch.zeros((rois.shape[0], first.shape[1]) + tuple(output_size), dtype=first.dtype, device=first.device)
-    for level, (feature, scale) in enumerate(zip(features, scales)):
+    if len(features) == 1:
+        return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+    levels = mapper(boxes)  # [K]
+    result = torch.zeros((rois.shape[0], first.shape[1], output_size[0], output_size[1]),
+                         dtype=first.dtype, device=first.device)
+    for level, feature in enumerate(features):
         index = torch.where(levels == level)[0]  # [K_l]
-        pooled = roi_align(feature, rois[index], output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
+        pooled = roi_align(feature, rois[index], output_size, spatial_scale=scales[level],
+                           sampling_ratio=sampling_ratio)
         result = result.index_put((index,), pooled)
     return result
 
@@ -158,6 +176,10 @@ class MultiScaleRoIAlign(nn.Module):
         canonical_level: FPN level of a ``canonical_scale`` box.
     """
 
+    # Set by every forward (TorchScript needs their types declared on the class).
+    scales: Optional[List[float]]
+    map_levels: Optional[LevelMapper]
+
     def __init__(
         self,
         featmap_names: List[str],
@@ -171,8 +193,8 @@ class MultiScaleRoIAlign(nn.Module):
         self.featmap_names = featmap_names
         self.sampling_ratio = sampling_ratio
         self.output_size = _pair(output_size)
-        self.scales: Optional[List[float]] = None
-        self.map_levels: Optional[LevelMapper] = None
+        self.scales = None
+        self.map_levels = None
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level
 
@@ -191,18 +213,22 @@ class MultiScaleRoIAlign(nn.Module):
         """
         # As torchvision: pool from the listed maps the backbone produced, in the dict's order
         # (a MobileNet FPN yields "0", "1", "pool" for the default ["0", "1", "2", "3"]).
-        features = [feature for name, feature in x.items() if name in self.featmap_names]
-        if not features:
+        features: List[Tensor] = []
+        for name, feature in x.items():
+            if name in self.featmap_names:
+                features.append(feature)
+        if len(features) == 0:
             raise ValueError(
                 f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the backbone's "
-                f"output {list(x)}; pass featmap_names that the backbone returns"
+                f"output {list(x.keys())}; pass featmap_names that the backbone returns"
             )
-        self.scales, self.map_levels = _setup_scales(
-            features, image_shapes, self.canonical_scale, self.canonical_level
-        )
-        return _multiscale_roi_align(
-            features, boxes, self.output_size, self.sampling_ratio, self.scales, self.map_levels
-        )
+        scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
+        self.scales, self.map_levels = scales, mapper
+        if torch.jit.is_scripting():
+            return _multiscale_roi_align_per_level(
+                features, boxes, _rois(boxes), self.output_size, self.sampling_ratio, scales, mapper
+            )
+        return _multiscale_roi_align(features, boxes, self.output_size, self.sampling_ratio, scales, mapper)
 
     def __repr__(self) -> str:
         return (
