@@ -1,7 +1,9 @@
-"""AnchorGenerator: the reference boxes an RPN scores, one set per feature-map cell and level."""
-from __future__ import annotations
+"""AnchorGenerator: the reference boxes an RPN scores, one set per feature-map cell and level.
 
-from typing import List, Sequence
+Scriptable, and traceable with free image sizes: grid sizes and strides come from the shapes
+as they are given (traced values while tracing), never through Python ints.
+"""
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -25,13 +27,13 @@ def make_cell_anchors(scales: Sequence[float], aspect_ratios: Sequence[float],
     return (torch.stack([-widths, -heights, widths, heights], dim=1) / 2).round()
 
 
-def shifted_anchors(base_anchors: Tensor, grid_size: Sequence[int], stride: Sequence[Tensor]) -> Tensor:
+def shifted_anchors(base_anchors: Tensor, grid_size: List[int], stride: List[Tensor]) -> Tensor:
     """``[A, 4]`` cell anchors placed at every cell of an ``(H, W)`` grid. ``[H*W*A, 4]``, row-major cells.
 
     The cell (y, x) sits at pixel ``(y * stride_h, x * stride_w)`` of the padded image.
     """
-    grid_height, grid_width = grid_size
-    stride_height, stride_width = stride
+    grid_height, grid_width = grid_size[0], grid_size[1]
+    stride_height, stride_width = stride[0], stride[1]
     device = base_anchors.device
     shifts_x = torch.arange(0, grid_width, dtype=torch.int32, device=device) * stride_width
     shifts_y = torch.arange(0, grid_height, dtype=torch.int32, device=device) * stride_height
@@ -67,7 +69,9 @@ class AnchorGenerator(nn.Module):
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
         self.cell_anchors = [make_cell_anchors(s, a) for s, a in zip(sizes, aspect_ratios)]
+        self._levels_description = f"sizes={sizes}"  # for error messages (scripted code cannot format tuples)
 
+    @torch.jit.unused
     def generate_anchors(self, scales: Sequence[int], aspect_ratios: Sequence[float],
                          dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu")) -> Tensor:
         """Zero-centred anchors of one level, ``[len(aspect_ratios) * len(scales), 4]``."""
@@ -78,22 +82,22 @@ class AnchorGenerator(nn.Module):
 
     def num_anchors_per_location(self) -> List[int]:
         """Anchors per feature-map cell, one entry per level."""
-        return [len(s) * len(a) for s, a in zip(self.sizes, self.aspect_ratios)]
+        return [cell.shape[0] for cell in self.cell_anchors]
 
-    def grid_anchors(self, grid_sizes: List[Sequence[int]], strides: List[List[Tensor]]) -> List[Tensor]:
+    def grid_anchors(self, grid_sizes: List[List[int]], strides: List[List[Tensor]]) -> List[Tensor]:
         """One ``[H_l*W_l*A_l, 4]`` anchor tensor per level."""
-        if not (len(grid_sizes) == len(strides) == len(self.cell_anchors)):
+        if not (len(grid_sizes) == len(strides) and len(strides) == len(self.cell_anchors)):
             raise ValueError(
-                f"AnchorGenerator has {len(self.cell_anchors)} levels of anchors (sizes={self.sizes}) but got "
-                f"{len(grid_sizes)} feature maps; give one size tuple and one aspect-ratio tuple per feature map."
+                f"AnchorGenerator has {len(self.cell_anchors)} levels of anchors ({self._levels_description}) but "
+                f"got {len(grid_sizes)} feature maps; give one size tuple and one aspect-ratio tuple per feature map."
             )
-        return [shifted_anchors(base, size, stride)
-                for size, stride, base in zip(grid_sizes, strides, self.cell_anchors)]
+        return [shifted_anchors(self.cell_anchors[level], grid_sizes[level], strides[level])
+                for level in range(len(grid_sizes))]
 
     def forward(self, image_list: ImageList, feature_maps: List[Tensor]) -> List[Tensor]:
         """Anchors per image, ``[sum_l H_l*W_l*A_l, 4]`` each, in the padded image's pixels."""
-        grid_sizes = [fm.shape[-2:] for fm in feature_maps]
-        image_size = image_list.tensors.shape[-2:]
+        grid_sizes = [[fm.shape[-2], fm.shape[-1]] for fm in feature_maps]
+        image_size = image_list.tensors.shape[-2:]  # traced values while tracing: strides stay dynamic
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
         strides = [
             [torch.empty((), dtype=torch.int64, device=device).fill_(image_size[0] // g[0]),

@@ -1,8 +1,9 @@
-"""Box coders: boxes <-> regression targets relative to reference boxes (anchors or proposals)."""
-from __future__ import annotations
+"""Box coders: boxes <-> regression targets relative to reference boxes (anchors or proposals).
 
+Both coders are plain classes that TorchScript compiles when a scripted module holds one.
+"""
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -17,8 +18,9 @@ def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: Tensor) ->
         weights: ``[4]`` multipliers ``(wx, wy, ww, wh)``.
     """
     wx, wy, ww, wh = weights[0], weights[1], weights[2], weights[3]
-    ex_x1, ex_y1, ex_x2, ex_y2 = (proposals[:, i].unsqueeze(1) for i in range(4))
-    gt_x1, gt_y1, gt_x2, gt_y2 = (reference_boxes[:, i].unsqueeze(1) for i in range(4))
+    ex_x1, ex_y1, ex_x2, ex_y2 = proposals[:, 0:1], proposals[:, 1:2], proposals[:, 2:3], proposals[:, 3:4]
+    gt_x1, gt_y1 = reference_boxes[:, 0:1], reference_boxes[:, 1:2]
+    gt_x2, gt_y2 = reference_boxes[:, 2:3], reference_boxes[:, 3:4]
 
     ex_widths = ex_x2 - ex_x1
     ex_heights = ex_y2 - ex_y1
@@ -37,6 +39,12 @@ def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: Tensor) ->
     return torch.cat((dx, dy, dw, dh), dim=1)
 
 
+@torch.jit.unused
+def _check_box_list(boxes: List[Tensor]) -> None:
+    if not isinstance(boxes, (list, tuple)):
+        raise TypeError(f"BoxCoder.decode expects a list of per-image boxes; got {type(boxes).__name__}.")
+
+
 class BoxCoder:
     """The R-CNN box parametrisation: centre offsets scaled by size, log size ratios.
 
@@ -52,16 +60,17 @@ class BoxCoder:
 
     def encode(self, reference_boxes: List[Tensor], proposals: List[Tensor]) -> List[Tensor]:
         """Per image: deltas ``[N_i, 4]`` taking ``proposals[i]`` to ``reference_boxes[i]``."""
-        boxes_per_image = [len(b) for b in reference_boxes]
+        boxes_per_image = [b.shape[0] for b in reference_boxes]
         targets = self.encode_single(torch.cat(reference_boxes, dim=0), torch.cat(proposals, dim=0))
         return list(targets.split(boxes_per_image, 0))
 
     def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Deltas ``[N, 4]`` taking ``proposals`` ``[N, 4]`` to ``reference_boxes`` ``[N, 4]``."""
-        weights = torch.as_tensor(self.weights, dtype=reference_boxes.dtype, device=reference_boxes.device)
+        weights = torch.tensor([self.weights[0], self.weights[1], self.weights[2], self.weights[3]],
+                               dtype=reference_boxes.dtype, device=reference_boxes.device)
         return encode_boxes(reference_boxes, proposals, weights)
 
-    def decode(self, rel_codes: Tensor, boxes: Sequence[Tensor]) -> Tensor:
+    def decode(self, rel_codes: Tensor, boxes: List[Tensor]) -> Tensor:
         """Apply deltas to the concatenated per-image ``boxes``.
 
         Args:
@@ -71,11 +80,12 @@ class BoxCoder:
         Returns:
             ``[sum N_i, K, 4]`` decoded boxes.
         """
-        if not isinstance(boxes, (list, tuple)):
-            raise TypeError(f"BoxCoder.decode expects a list of per-image boxes; got {type(boxes).__name__}.")
-        boxes_per_image = [b.size(0) for b in boxes]
-        concat_boxes = torch.cat(list(boxes), dim=0)
-        box_sum = sum(boxes_per_image)
+        if not torch.jit.is_scripting():
+            _check_box_list(boxes)
+        box_sum = 0
+        for b in boxes:
+            box_sum += b.size(0)
+        concat_boxes = torch.cat(boxes, dim=0)
         if box_sum > 0:
             rel_codes = rel_codes.reshape(box_sum, -1)
         pred_boxes = self.decode_single(rel_codes, concat_boxes)

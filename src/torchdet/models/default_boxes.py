@@ -10,9 +10,9 @@ from ``min_ratio`` to ``max_ratio`` with a closing scale of 1.0. Every cell of m
 Box centres sit at ``(j + 0.5) / f_k`` of the image, with ``f_k = image_size / steps[k]`` when
 ``steps`` is given, else the feature map's size. Boxes come out in ``xyxy`` pixels of the
 (padded) input image, cells row-major, the pairs of a cell consecutive.
-"""
-from __future__ import annotations
 
+Scriptable, and traceable with free image sizes (grid and image sizes stay traced values).
+"""
 import math
 from typing import List, Optional, Sequence
 
@@ -46,6 +46,12 @@ def wh_pairs_for_level(scale: float, next_scale: float, aspect_ratios: Sequence[
     return torch.as_tensor(pairs, dtype=torch.float32)
 
 
+@torch.jit.unused
+def _traced_width_height(images: Tensor) -> Tensor:
+    """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images as a traced value (a list of sizes would be a constant)."""
+    return torch._shape_as_tensor(images)[-2:].flip(0)
+
+
 class DefaultBoxGenerator(nn.Module):
     """Default boxes for SSD heads.
 
@@ -58,6 +64,8 @@ class DefaultBoxGenerator(nn.Module):
             feature map's own size.
         clip: clamp each (width, height) pair to [0, 1] before placing the boxes.
     """
+
+    steps: Optional[List[int]]
 
     def __init__(self, aspect_ratios: List[List[int]], min_ratio: float = 0.15, max_ratio: float = 0.9,
                  scales: Optional[List[float]] = None, steps: Optional[List[int]] = None,
@@ -84,15 +92,17 @@ class DefaultBoxGenerator(nn.Module):
         """Boxes per feature-map cell, one entry per feature map: ``2 + 2 * len(aspect_ratios[k])``."""
         return [2 + 2 * len(r) for r in self.aspect_ratios]
 
-    def _grid_default_boxes(self, grid_sizes: List[Sequence[int]], image_size: Sequence[int],
+    def _grid_default_boxes(self, grid_sizes: List[List[int]], image_size: List[int],
                             dtype: torch.dtype = torch.float32) -> Tensor:
         """All default boxes, relative ``(cx, cy, w, h)`` concatenated over feature maps. ``[sum_k H_k*W_k*A_k, 4]``."""
         boxes = []
-        for k, (grid_h, grid_w) in enumerate(grid_sizes):
-            if self.steps is not None:
-                cells_y, cells_x = image_size[0] / self.steps[k], image_size[1] / self.steps[k]
+        for k in range(len(grid_sizes)):
+            grid_h, grid_w = grid_sizes[k][0], grid_sizes[k][1]
+            steps = self.steps
+            if steps is not None:
+                cells_y, cells_x = image_size[0] / steps[k], image_size[1] / steps[k]
             else:
-                cells_y, cells_x = grid_h, grid_w
+                cells_y, cells_x = float(grid_h), float(grid_w)
             centres_x = ((torch.arange(0, grid_w) + 0.5) / cells_x).to(dtype=dtype)  # [W]
             centres_y = ((torch.arange(0, grid_h) + 0.5) / cells_y).to(dtype=dtype)  # [H]
             cy, cx = torch.meshgrid(centres_y, centres_x, indexing="ij")
@@ -100,21 +110,25 @@ class DefaultBoxGenerator(nn.Module):
             num_pairs = pairs.shape[0]
             centres = torch.stack((cx.reshape(-1), cy.reshape(-1)), dim=-1)  # [H*W, 2]
             centres = centres[:, None, :].expand(-1, num_pairs, -1).reshape(-1, 2)  # [H*W*A, 2], exportable at opset 11
-            sizes = pairs.to(dtype).repeat(int(grid_h) * int(grid_w), 1)  # [H*W*A, 2]
+            sizes = pairs.to(dtype).repeat(grid_h * grid_w, 1)  # [H*W*A, 2]; a traced count while tracing
             boxes.append(torch.cat((centres, sizes), dim=1))
         return torch.cat(boxes, dim=0)
 
     def forward(self, image_list: ImageList, feature_maps: List[Tensor]) -> List[Tensor]:
         """Default boxes per image, ``[sum_k H_k*W_k*A_k, 4]`` xyxy in the padded image's pixels."""
-        grid_sizes = [fm.shape[-2:] for fm in feature_maps]
-        image_size = image_list.tensors.shape[-2:]
+        grid_sizes = [[fm.shape[-2], fm.shape[-1]] for fm in feature_maps]
+        image_size = [image_list.tensors.shape[-2], image_list.tensors.shape[-1]]
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
         relative = self._grid_default_boxes(grid_sizes, image_size, dtype=dtype).to(device)  # [M, 4] cxcywh
-        scale = torch.tensor([image_size[1], image_size[0]], device=device)  # (W, H)
+        if torch.jit.is_tracing():
+            scale = _traced_width_height(image_list.tensors)
+        else:
+            scale = torch.tensor([image_size[1], image_size[0]], device=device)  # (W, H)
         half = 0.5 * relative[:, 2:]
         boxes = torch.cat(((relative[:, :2] - half) * scale, (relative[:, :2] + half) * scale), dim=-1)
         return [boxes for _ in image_list.image_sizes]
 
+    @torch.jit.unused
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(aspect_ratios={self.aspect_ratios}, clip={self.clip}, "
                 f"scales={self.scales}, steps={self.steps})")

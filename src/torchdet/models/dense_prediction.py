@@ -4,11 +4,12 @@ A head's conv gives ``[N, A * K, H, W]`` per feature level; one-stage detectors 
 ``[N, H * W * A, K]`` rows, one per anchor, concatenated over levels (the order anchor
 generators use: cells row-major, then the cell's anchors). At inference, the best-scoring
 (anchor, class) pairs are picked per level, all levels and classes at once.
-"""
-from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+Everything here is scriptable, and traceable with free image sizes: level sizes and top-k
+counts stay traced values while tracing (a level can hold fewer than ``k`` entries at one
+image size and more at another).
+"""
+from typing import Dict, List, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -16,28 +17,43 @@ from torch import Tensor, nn
 from torchdet.ops.nms import batched_nms
 
 __all__ = [
-    "backbone_features", "flatten_head_output", "level_sizes", "topk_per_level", "topk_per_column",
+    "backbone_features", "as_feature_list", "flatten_head_output", "level_sizes", "topk_per_level", "topk_per_column",
     "select_detections",
 ]
 
 
 def flatten_head_output(x: Tensor, num_columns: int) -> Tensor:
     """``[N, A * K, H, W]`` -> ``[N, H * W * A, K]`` with ``K = num_columns``."""
-    n, _, h, w = x.shape
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
     return x.view(n, -1, num_columns, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, num_columns)
 
 
-def level_sizes(features: Sequence[Tensor], num_rows: int) -> List[int]:
+def level_sizes(features: List[Tensor], num_rows: int) -> List[int]:
     """Rows per level of a head output with ``num_rows`` rows over the ``[N, C, H_l, W_l]`` features.
 
     Every level has the same number of anchors per cell, ``A = num_rows / sum_l H_l * W_l``.
     """
-    cells = [int(f.shape[-2]) * int(f.shape[-1]) for f in features]
-    anchors_per_cell = num_rows // sum(cells)
+    cells = [f.shape[-2] * f.shape[-1] for f in features]  # traced values while tracing
+    total = 0
+    for c in cells:
+        total += c
+    anchors_per_cell = num_rows // total
     return [c * anchors_per_cell for c in cells]
 
 
-def topk_per_level(levels: Sequence[Tensor], k: int) -> Tuple[Tensor, Tensor]:
+def _topk_count(values: Tensor, k: int) -> int:
+    """``min(k, len(values))`` for ``[M, ...]`` values: a traced value while tracing, else an int."""
+    if torch.jit.is_tracing():
+        return _traced_topk_count(values, k)
+    return min(k, values.shape[0])
+
+
+@torch.jit.unused
+def _traced_topk_count(values: Tensor, k: int) -> int:
+    return torch.clamp(torch._shape_as_tensor(values)[0], max=k)  # type: ignore[return-value]
+
+
+def topk_per_level(levels: List[Tensor], k: int) -> Tuple[Tensor, Tensor]:
     """The ``k`` largest entries of each level (fewer when a level is shorter).
 
     One ``topk`` per level, straight on the level's values: nothing is copied, masked or padded
@@ -51,12 +67,15 @@ def topk_per_level(levels: Sequence[Tensor], k: int) -> Tuple[Tensor, Tensor]:
         ``(indices [K], values [K])``: indices into the levels' concatenation, level by level,
         largest first within a level.
     """
-    picks = [level.topk(min(k, level.numel())) for level in levels]
-    offsets = [0]
-    for level in levels[:-1]:
-        offsets.append(offsets[-1] + level.numel())
-    indices = torch.cat([pick.indices + offset for pick, offset in zip(picks, offsets)])
-    return indices, torch.cat([pick.values for pick in picks])
+    indices: List[Tensor] = []
+    values: List[Tensor] = []
+    offset = 0
+    for level in levels:
+        top_values, top_indices = level.topk(_topk_count(level, k))
+        indices.append(top_indices + offset)
+        values.append(top_values)
+        offset = offset + level.shape[0]
+    return torch.cat(indices), torch.cat(values)
 
 
 def topk_per_column(scores: Tensor, k: int, score_thresh: float) -> Tuple[Tensor, Tensor, Tensor]:
@@ -71,18 +90,23 @@ def topk_per_column(scores: Tensor, k: int, score_thresh: float) -> Tuple[Tensor
     Returns:
         ``(rows [K], columns [K], scores [K])``, column by column, best first within a column.
     """
-    top_scores, top_rows = scores.t().topk(min(k, scores.shape[0]), dim=1)  # [C, k']
+    top_scores, top_rows = scores.t().topk(_topk_count(scores, k), dim=1)  # [C, k']
     columns = torch.arange(scores.shape[1], device=scores.device)[:, None].expand_as(top_rows)
     keep = top_scores > score_thresh
     return top_rows[keep], columns[keep], top_scores[keep]
 
 
+def as_feature_list(features: Union[Tensor, Dict[str, Tensor]]) -> List[Tensor]:
+    """A backbone's output as a list of feature maps (a single tensor becomes a one-level list)."""
+    if isinstance(features, Tensor):
+        return [features]
+    return list(features.values())
+
+
+@torch.jit.unused
 def backbone_features(backbone: nn.Module, images: Tensor) -> List[Tensor]:
     """The backbone's feature maps as a list (a single tensor becomes a one-level list)."""
-    features = backbone(images)
-    if isinstance(features, Tensor):
-        features = OrderedDict([("0", features)])
-    return list(features.values())
+    return as_feature_list(backbone(images))
 
 
 def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, nms_thresh: float,

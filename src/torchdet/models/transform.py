@@ -3,9 +3,11 @@
 The resize keeps the aspect ratio: the short side goes to ``min_size`` unless that would push
 the long side past ``max_size``. Boxes, masks and keypoints follow their image; ``postprocess``
 maps the detections back to the caller's original image sizes.
-"""
-from __future__ import annotations
 
+The transform is scriptable (``torch.jit.script``) and traceable with free image height and
+width: while tracing, sizes stay traced values (the resize scale, the resized and padded
+sizes), so an exported graph resizes, pads and rescales boxes correctly at any input size.
+"""
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -14,29 +16,42 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchdet.models.image_list import ImageList
+from torchdet.models.keypoint_ops import resize_keypoints
+from torchdet.models.mask_ops import paste_masks_in_image
 
 Target = Dict[str, Tensor]
 
 
-def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
-    """Scale ``[N, 4]`` xyxy boxes from an ``(h, w)`` image to an ``(h', w')`` image, per axis."""
-    ratio_height, ratio_width = (
-        torch.tensor(new, dtype=torch.float32, device=boxes.device)
-        / torch.tensor(orig, dtype=torch.float32, device=boxes.device)
-        for new, orig in zip(new_size, original_size)
-    )
+def resize_boxes(boxes: Tensor, original_size: List[int], new_size: List[int]) -> Tensor:
+    """Scale ``[N, 4]`` xyxy boxes from an ``(h, w)`` image to an ``(h', w')`` image, per axis.
+
+    The ratios are float32 (``float32(h') / float32(h)``), as the reference computes them.
+    """
+    ratio_height = (torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device)
+                    / torch.tensor(original_size[0], dtype=torch.float32, device=boxes.device))
+    ratio_width = (torch.tensor(new_size[1], dtype=torch.float32, device=boxes.device)
+                   / torch.tensor(original_size[1], dtype=torch.float32, device=boxes.device))
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
 
 
-def _resize_scale(image_shape: Sequence[int], min_size: float, max_size: float) -> float:
+def _resize_scale(image_shape: List[int], min_size: float, max_size: float) -> float:
     """The scale putting the short side at ``min_size`` without the long side passing ``max_size``.
 
     Computed in Python floats (double), as the reference does in eager mode: the scale decides
     the output size (``floor(side * scale)``), so float32 would change it (300 * 1.28 -> 383).
     """
-    short, long = min(int(s) for s in image_shape), max(int(s) for s in image_shape)
+    short, long = min(image_shape[0], image_shape[1]), max(image_shape[0], image_shape[1])
     return min(min_size / short, max_size / long)
+
+
+@torch.jit.unused
+def _traced_resized_size(image: Tensor, min_size: float, max_size: float) -> List[int]:
+    """``floor((h, w) * scale)`` as traced values (tracing only): :func:`_resize_scale` on tensors, in double."""
+    hw = torch._shape_as_tensor(image)[-2:].to(torch.float64)  # [2]
+    scale = torch.min(min_size / hw.min(), max_size / hw.max())
+    out = torch.floor(hw * scale).to(torch.int64)
+    return [out[0], out[1]]  # type: ignore[list-item]  # 0-dim tensors stand in for ints in a trace
 
 
 def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target: Optional[Target],
@@ -47,8 +62,10 @@ def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target:
     recompute_scale_factor: Optional[bool] = None
     if fixed_size is not None:
         size = [fixed_size[1], fixed_size[0]]
+    elif torch.jit.is_tracing():
+        size = _traced_resized_size(image, float(min_size), float(max_size))
     else:
-        scale_factor = _resize_scale(image.shape[-2:], min_size, max_size)
+        scale_factor = _resize_scale(image.shape[-2:], float(min_size), float(max_size))
         recompute_scale_factor = True
 
     image = F.interpolate(image[None], size=size, scale_factor=scale_factor, mode="bilinear",
@@ -61,25 +78,26 @@ def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target:
     return image, target
 
 
-def _resize_keypoints(keypoints: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
-    from torchdet.models.keypoint_ops import resize_keypoints  # owned by the keypoint model
-
-    return resize_keypoints(keypoints, original_size, new_size)
-
-
-def _paste_masks(masks: Tensor, boxes: Tensor, image_shape: Tuple[int, int]) -> Tensor:
-    from torchdet.models.mask_ops import paste_masks_in_image  # owned by the mask model
-
-    return paste_masks_in_image(masks, boxes, image_shape)
-
-
-def _padded_shape(shapes: Sequence[Sequence[int]], size_divisible: int) -> List[int]:
-    """The smallest ``[C, H, W]`` holding every shape, with H and W rounded up to a multiple of ``size_divisible``."""
-    padded = [max(dims) for dims in zip(*shapes)]
+def _padded_size(images: List[Tensor], size_divisible: int) -> List[int]:
+    """The smallest ``[C, H, W]`` holding every image, H and W rounded up to a multiple of ``size_divisible``."""
+    padded = [0, 0, 0]
+    for image in images:
+        for d in range(3):
+            padded[d] = max(padded[d], image.shape[d])
     stride = float(size_divisible)
     padded[1] = int(math.ceil(float(padded[1]) / stride) * stride)
     padded[2] = int(math.ceil(float(padded[2]) / stride) * stride)
     return padded
+
+
+@torch.jit.unused
+def _traced_batch_images(images: List[Tensor], size_divisible: int) -> Tensor:
+    """``batch_images`` for a trace: padded sizes as traced values, the padding by ``F.pad`` (recorded,
+    where an in-place copy into a preallocated batch is not)."""
+    hw = torch.stack([torch._shape_as_tensor(image)[-2:] for image in images]).max(dim=0).values  # [2]
+    hw = torch.div(hw + (size_divisible - 1), size_divisible, rounding_mode="floor") * size_divisible
+    return torch.stack([F.pad(image, (0, hw[1] - image.shape[-1], 0, hw[0] - image.shape[-2]))  # type: ignore
+                        for image in images])
 
 
 class GeneralizedRCNNTransform(nn.Module):
@@ -95,39 +113,53 @@ class GeneralizedRCNNTransform(nn.Module):
         _skip_resize: keyword; skip resizing in training (the images are already sized).
     """
 
+    fixed_size: Optional[Tuple[int, int]]
+    image_mean: List[float]
+    image_std: List[float]
+
     def __init__(self, min_size: Union[int, Sequence[int]], max_size: int, image_mean: Sequence[float],
                  image_std: Sequence[float], size_divisible: int = 32,
                  fixed_size: Optional[Tuple[int, int]] = None, **kwargs: Any) -> None:
         super().__init__()
         if not isinstance(min_size, (list, tuple)):
             min_size = (min_size,)
-        self.min_size = min_size
+        self.min_size = tuple(min_size)
         self.max_size = max_size
-        self.image_mean = image_mean
-        self.image_std = image_std
+        self.image_mean = [float(m) for m in image_mean]
+        self.image_std = [float(s) for s in image_std]
         self.size_divisible = size_divisible
         self.fixed_size = fixed_size
-        self._skip_resize = kwargs.pop("_skip_resize", False)
+        self._skip_resize = bool(kwargs.pop("_skip_resize", False))
 
-    def forward(self, images: List[Tensor], targets: Optional[List[Target]] = None
-                ) -> Tuple[ImageList, Optional[List[Target]]]:
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
+                ) -> Tuple[ImageList, Optional[List[Dict[str, Tensor]]]]:
         """Images ``[C, H_i, W_i]`` -> an ImageList ``[B, C, H, W]`` and the targets resized alike.
 
         The caller's lists and dicts are left untouched (shallow copies are modified).
         """
-        images = list(images)
+        images = [image for image in images]
         if targets is not None:
-            targets = [dict(t) for t in targets]
-        for i, image in enumerate(images):
+            copies: List[Dict[str, Tensor]] = []
+            for t in targets:
+                copy: Dict[str, Tensor] = {}
+                for k, v in t.items():
+                    copy[k] = v
+                copies.append(copy)
+            targets = copies
+        for i in range(len(images)):
+            image = images[i]
             if image.dim() != 3:
                 raise ValueError(f"image {i} has shape {list(image.shape)}; expected [C, H, W].")
-            target = targets[i] if targets is not None else None
+            target: Optional[Dict[str, Tensor]] = None
+            if targets is not None:
+                target = targets[i]
             image = self.normalize(image)
             image, target = self.resize(image, target)
             images[i] = image
             if targets is not None and target is not None:
                 targets[i] = target
-        image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
+        image_sizes = [(image.shape[-2], image.shape[-1]) for image in images]
         batched = self.batch_images(images, size_divisible=self.size_divisible)
         return ImageList(batched, image_sizes), targets
 
@@ -141,38 +173,38 @@ class GeneralizedRCNNTransform(nn.Module):
         std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
-    def torch_choice(self, k: Sequence[int]) -> int:
+    def torch_choice(self, k: List[int]) -> int:
         """A uniformly random element of ``k``, drawn from torch's RNG."""
         index = int(torch.empty(1).uniform_(0.0, float(len(k))).item())
         return k[index]
 
-    def resize(self, image: Tensor, target: Optional[Target] = None) -> Tuple[Tensor, Optional[Target]]:
+    def resize(self, image: Tensor, target: Optional[Dict[str, Tensor]] = None
+               ) -> Tuple[Tensor, Optional[Dict[str, Tensor]]]:
         """Resize one ``[C, H, W]`` image and its target (boxes, masks, keypoints)."""
-        height, width = image.shape[-2:]
+        height, width = image.shape[-2], image.shape[-1]
         if self.training:
             if self._skip_resize:
                 return image, target
-            size = self.torch_choice(self.min_size)
+            size = self.torch_choice([s for s in self.min_size])
         else:
             size = self.min_size[-1]
         image, target = _resize_image_and_masks(image, size, self.max_size, target, self.fixed_size)
         if target is None:
             return image, target
-        new_size = image.shape[-2:]
-        target["boxes"] = resize_boxes(target["boxes"], (height, width), new_size)
+        new_size = [image.shape[-2], image.shape[-1]]
+        target["boxes"] = resize_boxes(target["boxes"], [height, width], new_size)
         if "keypoints" in target:
-            target["keypoints"] = _resize_keypoints(target["keypoints"], (height, width), new_size)
+            target["keypoints"] = resize_keypoints(target["keypoints"], [height, width], new_size)
         return image, target
 
     def batch_images(self, images: List[Tensor], size_divisible: int = 32) -> Tensor:
         """Zero-pad ``[C, H_i, W_i]`` images into one ``[B, C, H, W]`` tensor, H and W multiples of ``size_divisible``."""
-        shape = _padded_shape([list(img.shape) for img in images], size_divisible)
-        if torch.jit.is_tracing():  # the tracer does not record the in-place copy into slots
-            return torch.stack([F.pad(image, (0, shape[2] - image.shape[2], 0, shape[1] - image.shape[1]))
-                                for image in images])
-        batched = images[0].new_full([len(images)] + shape, 0)
-        for image, slot in zip(images, batched):
-            slot[: image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
+        if torch.jit.is_tracing():
+            return _traced_batch_images(images, size_divisible)
+        shape = _padded_size(images, size_divisible)
+        batched = images[0].new_full([len(images), shape[0], shape[1], shape[2]], 0)
+        for i, image in enumerate(images):
+            batched[i, : image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
         return batched
 
     def postprocess(self, result: List[Dict[str, Tensor]], image_shapes: List[Tuple[int, int]],
@@ -184,15 +216,18 @@ class GeneralizedRCNNTransform(nn.Module):
         """
         if self.training:
             return result
-        for pred, resized_size, original_size in zip(result, image_shapes, original_image_sizes):
+        for i, pred in enumerate(result):
+            resized_size = [image_shapes[i][0], image_shapes[i][1]]
+            original_size = [original_image_sizes[i][0], original_image_sizes[i][1]]
             boxes = resize_boxes(pred["boxes"], resized_size, original_size)
             pred["boxes"] = boxes
             if "masks" in pred:
-                pred["masks"] = _paste_masks(pred["masks"], boxes, original_size)
+                pred["masks"] = paste_masks_in_image(pred["masks"], boxes, original_size)
             if "keypoints" in pred:
-                pred["keypoints"] = _resize_keypoints(pred["keypoints"], resized_size, original_size)
+                pred["keypoints"] = resize_keypoints(pred["keypoints"], resized_size, original_size)
         return result
 
+    @torch.jit.unused
     def __repr__(self) -> str:
         indent = "    "
         return (

@@ -9,9 +9,11 @@ Accepted images: a list of float ``[C, H, W]`` tensors (sizes may differ) or one
 ``boxes`` (float ``[N, 4]``, ``x1 < x2`` and ``y1 < y2``) and ``labels`` (int64 ``[N]``), plus
 ``masks`` (``[N, H, W]``) for Mask R-CNN and ``keypoints`` (``[N, K, 3]``) for Keypoint R-CNN.
 An image with no objects has ``boxes`` of shape ``[0, 4]``.
-"""
-from __future__ import annotations
 
+Scripted models call :func:`validate_image_list` instead: the same checks on what TorchScript
+can hold (a ``List[Tensor]`` of images, ``List[Dict[str, Tensor]]`` targets), without the
+Python type checks.
+"""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -21,6 +23,7 @@ Images = Union[Tensor, Sequence[Tensor]]
 Targets = Sequence[Dict[str, Tensor]]
 
 
+@torch.jit.unused
 def as_image_list(images: Images) -> List[Tensor]:
     """Images as a list of ``[C, H, W]`` tensors; a batched ``[B, C, H, W]`` tensor is split."""
     if isinstance(images, Tensor):
@@ -37,13 +40,11 @@ def as_image_list(images: Images) -> List[Tensor]:
     return list(images)
 
 
-def check_images(images: Sequence[Tensor]) -> None:
-    """Every image is a floating-point ``[3, H, W]`` tensor with ``H, W > 0``."""
+def check_image_list(images: List[Tensor]) -> None:
+    """Every image is a floating-point ``[3, H, W]`` tensor with ``H, W > 0`` (scriptable)."""
     if len(images) == 0:
         raise ValueError("images is empty; pass at least one [3, H, W] image.")
     for i, image in enumerate(images):
-        if not isinstance(image, Tensor):
-            raise ValueError(f"image {i} is a {type(image).__name__}, not a tensor; pass [3, H, W] float tensors.")
         shape = list(image.shape)
         if image.dim() != 3:
             raise ValueError(
@@ -64,34 +65,48 @@ def check_images(images: Sequence[Tensor]) -> None:
             )
 
 
-def _check_boxes(i: int, boxes: object) -> int:
+@torch.jit.unused
+def check_images(images: Sequence[Tensor]) -> None:
+    """Every image is a floating-point ``[3, H, W]`` tensor with ``H, W > 0``."""
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor):
+            raise ValueError(f"image {i} is a {type(image).__name__}, not a tensor; pass [3, H, W] float tensors.")
+    check_image_list(list(images))
+
+
+def _box_text(box: Tensor) -> str:
+    """``[x1, y1, x2, y2]`` of one ``[4]`` box, for error messages."""
+    if torch.jit.is_scripting():
+        return str([float(v) for v in box.unbind(0)])
+    return str(box.tolist())
+
+
+def _check_boxes(i: int, boxes: Tensor) -> int:
     """Check one image's boxes; return their count."""
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
-        got = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(f"target boxes of image {i} must be a tensor of shape [N, 4]; got {got}.")
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"target boxes of image {i} must be a tensor of shape [N, 4]; got {list(boxes.shape)}.")
     if not boxes.is_floating_point():
         raise ValueError(
             f"target boxes of image {i} have dtype {boxes.dtype}; boxes must be floating point "
             "(e.g. boxes.float())."
         )
     finite = torch.isfinite(boxes).all(dim=1)  # [N]
-    if not bool(finite.all()):
+    if bool(~finite.all()):
         j = int((~finite).nonzero()[0, 0])
-        raise ValueError(f"target boxes must be finite; image {i}, box {j} is {boxes[j].tolist()}.")
+        raise ValueError(f"target boxes must be finite; image {i}, box {j} is {_box_text(boxes[j])}.")
     degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)  # [N]
     if bool(degenerate.any()):
         j = int(degenerate.nonzero()[0, 0])
         raise ValueError(
             f"target boxes must satisfy x1 < x2 and y1 < y2 (format [x1, y1, x2, y2]); "
-            f"image {i}, box {j} is {boxes[j].tolist()}."
+            f"image {i}, box {j} is {_box_text(boxes[j])}."
         )
-    return int(boxes.shape[0])
+    return boxes.shape[0]
 
 
-def _check_labels(i: int, labels: object, num_boxes: int) -> None:
-    if not isinstance(labels, Tensor) or labels.dim() != 1:
-        got = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"target labels of image {i} must be a 1-D int64 tensor; got {got}.")
+def _check_labels(i: int, labels: Tensor, num_boxes: int) -> None:
+    if labels.dim() != 1:
+        raise ValueError(f"target labels of image {i} must be a 1-D int64 tensor; got {list(labels.shape)}.")
     if labels.dtype != torch.int64:
         raise ValueError(
             f"target labels of image {i} have dtype {labels.dtype}; labels must be int64 (labels.long())."
@@ -102,25 +117,24 @@ def _check_labels(i: int, labels: object, num_boxes: int) -> None:
         )
 
 
-def _check_masks(i: int, masks: object, num_boxes: int, image: Tensor) -> None:
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    if not isinstance(masks, Tensor) or masks.dim() != 3:
-        got = list(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"target masks of image {i} must be a tensor of shape [N, H, W]; got {got}.")
+def _check_masks(i: int, masks: Tensor, num_boxes: int, image: Tensor) -> None:
+    height, width = image.shape[-2], image.shape[-1]
+    if masks.dim() != 3:
+        raise ValueError(f"target masks of image {i} must be a tensor of shape [N, H, W]; got {list(masks.shape)}.")
     if masks.shape[0] != num_boxes:
         raise ValueError(f"image {i} has {masks.shape[0]} masks for {num_boxes} boxes; give one mask per box.")
-    if (int(masks.shape[1]), int(masks.shape[2])) != (height, width):
+    if masks.shape[1] != height or masks.shape[2] != width:
         raise ValueError(
             f"target masks of image {i} have size {list(masks.shape[1:])} but the image is "
             f"{[height, width]}; masks must be [N, H, W] at the image's resolution."
         )
 
 
-def _check_keypoints(i: int, keypoints: object, num_boxes: int) -> None:
-    if not isinstance(keypoints, Tensor) or keypoints.dim() != 3 or keypoints.shape[-1] != 3:
-        got = list(keypoints.shape) if isinstance(keypoints, Tensor) else type(keypoints).__name__
+def _check_keypoints(i: int, keypoints: Tensor, num_boxes: int) -> None:
+    if keypoints.dim() != 3 or keypoints.shape[-1] != 3:
         raise ValueError(
-            f"target keypoints of image {i} must be a tensor of shape [N, K, 3] (x, y, visibility); got {got}."
+            f"target keypoints of image {i} must be a tensor of shape [N, K, 3] (x, y, visibility); "
+            f"got {list(keypoints.shape)}."
         )
     if keypoints.shape[0] != num_boxes:
         raise ValueError(
@@ -133,6 +147,32 @@ def _check_keypoints(i: int, keypoints: object, num_boxes: int) -> None:
         )
 
 
+def check_target_list(images: List[Tensor], targets: List[Dict[str, Tensor]], require_masks: bool = False,
+                      require_keypoints: bool = False) -> None:
+    """The checks of :func:`check_targets` on typed targets (scriptable)."""
+    if len(targets) != len(images):
+        raise ValueError(f"got {len(targets)} targets for {len(images)} images; give one target dict per image.")
+    for i, target in enumerate(targets):
+        required = ["boxes", "labels"]
+        if require_masks:
+            required.append("masks")
+        if require_keypoints:
+            required.append("keypoints")
+        missing: List[str] = []
+        for k in required:
+            if k not in target:
+                missing.append(k)
+        if len(missing) > 0:
+            raise ValueError(f"target of image {i} lacks {missing}; it has {sorted(target.keys())}.")
+        num_boxes = _check_boxes(i, target["boxes"])
+        _check_labels(i, target["labels"], num_boxes)
+        if "masks" in target:
+            _check_masks(i, target["masks"], num_boxes, images[i])
+        if "keypoints" in target:
+            _check_keypoints(i, target["keypoints"], num_boxes)
+
+
+@torch.jit.unused
 def check_targets(images: Sequence[Tensor], targets: Optional[Targets], *,
                   require_masks: bool = False, require_keypoints: bool = False) -> None:
     """Targets match the images one to one and hold well-formed boxes, labels, masks and keypoints.
@@ -145,21 +185,39 @@ def check_targets(images: Sequence[Tensor], targets: Optional[Targets], *,
         raise ValueError(f"targets must be a list of dicts, one per image; got {type(targets).__name__}.")
     if len(targets) != len(images):
         raise ValueError(f"got {len(targets)} targets for {len(images)} images; give one target dict per image.")
-    for i, (image, target) in enumerate(zip(images, targets)):
+    typed = []
+    for i, target in enumerate(targets):
         if not isinstance(target, dict):
             raise ValueError(f"target of image {i} is a {type(target).__name__}; each target must be a dict.")
-        required = ["boxes", "labels"] + (["masks"] if require_masks else []) + (["keypoints"] if require_keypoints else [])
-        missing = [k for k in required if k not in target]
-        if missing:
-            raise ValueError(f"target of image {i} lacks {missing}; it has {sorted(target)}.")
-        num_boxes = _check_boxes(i, target["boxes"])
-        _check_labels(i, target["labels"], num_boxes)
-        if "masks" in target and (require_masks or isinstance(target["masks"], Tensor)):
-            _check_masks(i, target["masks"], num_boxes, image)
-        if "keypoints" in target and (require_keypoints or isinstance(target["keypoints"], Tensor)):
-            _check_keypoints(i, target["keypoints"], num_boxes)
+        kept = dict(target)
+        for key, shape in (("boxes", "[N, 4]"), ("labels", "[N] int64"), ("masks", "[N, H, W]"),
+                           ("keypoints", "[N, K, 3]")):
+            value = target.get(key)
+            required = key in ("boxes", "labels") or (key == "masks" and require_masks) or (
+                key == "keypoints" and require_keypoints)
+            if key in target and not isinstance(value, Tensor):
+                if not required:
+                    del kept[key]  # an optional entry that is not a tensor (e.g. None) is ignored
+                    continue
+                raise ValueError(
+                    f"target {key} of image {i} must be a tensor of shape {shape}; got {type(value).__name__}."
+                )
+        typed.append(kept)
+    check_target_list(list(images), typed, require_masks, require_keypoints)
 
 
+def validate_image_list(images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]], training: bool,
+                        require_masks: bool = False, require_keypoints: bool = False) -> List[Tensor]:
+    """:func:`validate_inputs` for scripted models: a ``List[Tensor]`` of images, typed targets."""
+    check_image_list(images)
+    if training and targets is None:
+        raise ValueError("targets are required in training mode; pass one dict per image with 'boxes' and 'labels'.")
+    if targets is not None:
+        check_target_list(images, targets, require_masks and training, require_keypoints and training)
+    return images
+
+
+@torch.jit.unused
 def validate_inputs(images: Images, targets: Optional[Targets], *, training: bool,
                     require_masks: bool = False, require_keypoints: bool = False) -> List[Tensor]:
     """Check a detector's inputs once, at the boundary; return the images as a list.

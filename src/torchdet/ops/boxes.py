@@ -6,10 +6,11 @@ continuous convention, ``area = (x2 - x1) * (y2 - y1)`` (no ``+ 1``), as torchvi
 
 Integer boxes are computed in int32/int64 and half-precision boxes in float32, so that products
 of coordinates do not overflow.
-"""
-from __future__ import annotations
 
-from typing import Tuple
+Every function is scriptable (``torch.jit.script``); ``clip_boxes_to_image`` also keeps a traced
+image size dynamic while tracing for export.
+"""
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ __all__ = [
     "masks_to_boxes",
 ]
 
-_BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+_BOX_FORMATS = ["xyxy", "xywh", "cxcywh"]
 
 
 def _upcast(t: Tensor) -> Tensor:
@@ -142,9 +143,10 @@ def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     Returns:
         ``[..., 4]`` boxes in ``out_fmt`` (a copy, also when the formats are equal).
     """
-    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
-        if fmt not in _BOX_FORMATS:
-            raise ValueError(f"box_convert: {name}={fmt!r} is not a supported box format; use one of {_BOX_FORMATS}")
+    formats = ["xyxy", "xywh", "cxcywh"]  # _BOX_FORMATS (scripted code cannot read a global list)
+    for name, fmt in [("in_fmt", in_fmt), ("out_fmt", out_fmt)]:
+        if fmt not in formats:
+            raise ValueError(f"box_convert: {name}='{fmt}' is not a supported box format; use one of {formats}")
     if in_fmt == out_fmt:
         return boxes.clone()
     if in_fmt == "xywh":
@@ -168,9 +170,22 @@ def clip_boxes_to_image(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
     Returns:
         ``[..., 4]`` boxes with x in ``[0, width]`` and y in ``[0, height]``.
     """
-    height, width = size
+    height, width = size[0], size[1]
+    if torch.jit.is_tracing():
+        return _traced_clip_boxes_to_image(boxes, size)
     x = boxes[..., 0::2].clamp(min=0, max=width)  # [..., 2]
     y = boxes[..., 1::2].clamp(min=0, max=height)  # [..., 2]
+    return torch.stack((x, y), dim=-1).reshape(boxes.shape)
+
+
+@torch.jit.unused
+def _traced_clip_boxes_to_image(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``clip_boxes_to_image`` for a trace, where ``size`` may hold traced 0-dim tensors: the bounds
+    enter the graph as tensors (a Python-number bound would be baked in as a constant)."""
+    zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
+    height, width = (torch.as_tensor(s, device=boxes.device).to(boxes.dtype) for s in size)
+    x = torch.min(torch.max(boxes[..., 0::2], zero), width)  # [..., 2]
+    y = torch.min(torch.max(boxes[..., 1::2], zero), height)  # [..., 2]
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 
@@ -204,10 +219,10 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
         ``[N, 4]`` float32 boxes in ``xyxy`` format; ``[0, 4]`` for empty input.
     """
     if masks.numel() == 0:
-        return torch.zeros((0, 4), device=masks.device, dtype=torch.float)
+        return torch.zeros([0, 4], device=masks.device, dtype=torch.float)
     if masks.dim() != 3:
-        raise ValueError(f"masks_to_boxes expects masks of shape [N, H, W], got {tuple(masks.shape)}")
-    n, height, width = masks.shape
+        raise ValueError(f"masks_to_boxes expects masks of shape [N, H, W], got {list(masks.shape)}")
+    height, width = masks.shape[1], masks.shape[2]
     foreground = masks != 0
     rows = foreground.any(dim=2)  # [N, H]
     cols = foreground.any(dim=1)  # [N, W]
