@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-train bench-all bench-compile bench-profile clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,21 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m torchdet.cli benchmark
+
+# Issue 8's long runs: training step (3 builders), everything (latency, batch 4, train, memory),
+# torch.compile of the backbone, and where a builder's training step spends its time.
+bench-train: setup
+	$(PY) -m torchdet.cli benchmark --train
+
+bench-all: setup
+	$(PY) -m torchdet.cli benchmark --all --json runs/bench.json
+
+bench-compile: setup
+	$(PY) -m torchdet.cli benchmark --compile
+
+BENCH_PROFILE ?= fasterrcnn_resnet50_fpn
+bench-profile: setup
+	$(PY) -m torchdet.cli benchmark --profile $(BENCH_PROFILE) --train
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from torchdet.bench.latency import format_table, load_builder, run_latency, torchvision_baseline
+from torchdet.bench.latency import REFERENCE_CONV_GFLOP, format_table, load_builder, run_latency, torchvision_baseline
 from torchdet.weights.registry import DETECTION_BUILDERS
 
 
@@ -15,7 +15,7 @@ def test_every_builder_loads_and_has_a_torchvision_figure():
         load_builder("resnet50")
 
 
-def test_run_latency_reports_ratio_and_op_shares(tmp_path):
+def test_run_latency_reports_ratio_op_shares_and_gflops(tmp_path):
     lines = []
     results = run_latency(["fasterrcnn_mobilenet_v3_large_320_fpn"], threads=1, repeats=1,
                           height=96, width=128, json_out=tmp_path / "bench.json", echo=lines.append)
@@ -23,5 +23,18 @@ def test_run_latency_reports_ratio_and_op_shares(tmp_path):
     assert r.ms > 0 and r.conv_ref_ms > 0
     assert r.ratio == r.in_conv_refs / torchvision_baseline()[r.builder]["in_conv_refs"]
     assert 0.0 < r.op_share["roi_align"] < 1.0 and 0.0 <= r.op_share["nms"] < 1.0
+    # the 320 model resizes to 320 on the short side: its convs alone are well above 0.1 GFLOP
+    assert r.gflop > 0.1
+    assert r.gflops == pytest.approx(r.gflop / (r.ms / 1000))
+    assert r.conv_ref_gflops == pytest.approx(REFERENCE_CONV_GFLOP / (r.conv_ref_ms / 1000))
+    assert r.fraction == pytest.approx(r.gflops / r.conv_ref_gflops)
     assert json.loads((tmp_path / "bench.json").read_text())[0]["builder"] == r.builder
-    assert r.builder in format_table(results) and r.builder in "\n".join(lines)
+    table = format_table(results)
+    assert r.builder in table and r.builder in "\n".join(lines) and "GFLOP/s" in table
+
+
+def test_latency_without_flops_leaves_the_columns_empty():
+    (r,) = run_latency(["ssdlite320_mobilenet_v3_large"], threads=1, repeats=1, height=64, width=64,
+                       echo=lambda _: None, flops=False)
+    assert r.gflop is None and r.fraction is None
+    assert format_table([r]).splitlines()[-1].rstrip().endswith("-")

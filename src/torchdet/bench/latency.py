@@ -7,7 +7,9 @@ measured the same way on this machine kind, ship beside this module
 (`torchvision_cpu.json`), so `ratio = ours_in_conv_refs / torchvision_in_conv_refs`.
 
 The share of time spent in nms and roi_align comes from one more run, timed by the ops
-themselves (`torchdet.ops._profiling.op_timer`).
+themselves (`torchdet.ops._profiling.op_timer`). The FLOPs of the forward come from one more
+run under `torch.utils.flop_counter.FlopCounterMode` (see `torchdet.bench.flops`); divided by
+the latency they give the achieved GFLOP/s, shown beside the reference conv's GFLOP/s.
 """
 from __future__ import annotations
 
@@ -40,6 +42,10 @@ class LatencyResult:
     ratio: Optional[float]
     op_share: Dict[str, float]
     detections: int
+    gflop: Optional[float] = None
+    gflops: Optional[float] = None
+    conv_ref_gflops: Optional[float] = None
+    fraction: Optional[float] = None
 
 
 def load_builder(name: str) -> Callable[..., torch.nn.Module]:
@@ -89,51 +95,78 @@ def op_shares(model: torch.nn.Module, images: List[torch.Tensor]) -> Dict[str, f
     return {op: seconds.get(op, 0.0) / total for op in PROFILED_OPS}
 
 
-def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: int = 1,
-                    baseline: Optional[Dict[str, dict]] = None) -> LatencyResult:
-    """Build with the baseline's weights (fill seed 3), then time eval on one image."""
+def build_eval_model(name: str) -> torch.nn.Module:
+    """The builder with default kwargs and the baseline's weights (fill seed 3), in eval mode."""
     model = load_builder(name)(weights=None, weights_backbone=None)
     fill_state_dict(model, 3)
-    model.eval()
+    return model.eval()
+
+
+def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: int = 1,
+                    baseline: Optional[Dict[str, dict]] = None, flops: bool = True) -> LatencyResult:
+    """Build with the baseline's weights (fill seed 3), then time eval on one image.
+
+    With ``flops``, also count the forward's FLOPs and report the achieved GFLOP/s, the
+    reference conv's GFLOP/s and their ratio (``fraction``).
+    """
+    from torchdet.bench.flops import count_flops
+
+    model = build_eval_model(name)
     with torch.no_grad():
         ms = _median_ms(lambda: model([image]), repeats, warmup)
         detections = len(model([image])[0]["boxes"])
     conv_ms = reference_conv_ms()
     in_refs = ms / conv_ms
     tv = (baseline or {}).get(name, {}).get("in_conv_refs")
-    return LatencyResult(
+    result = LatencyResult(
         builder=name, ms=ms, conv_ref_ms=conv_ms, in_conv_refs=in_refs,
         torchvision_in_conv_refs=tv, ratio=(in_refs / tv) if tv else None,
         op_share=op_shares(model, [image]), detections=detections,
     )
+    if flops:
+        result.gflop = count_flops(model, [image]) / 1e9
+        result.gflops = result.gflop / (ms / 1000)
+        result.conv_ref_gflops = REFERENCE_CONV_GFLOP / (conv_ms / 1000)
+        result.fraction = result.gflops / result.conv_ref_gflops
+    return result
+
+
+def _opt(value: Optional[float], width: int, spec: str) -> str:
+    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}s}"
 
 
 def format_table(results: List[LatencyResult]) -> str:
     head = (f"{'builder':40s} {'ms':>9s} {'conv_ref':>9s} {'in_refs':>8s} {'tv_refs':>8s} "
-            f"{'ratio':>6s} {'nms%':>6s} {'roi%':>6s} {'dets':>5s}")
+            f"{'ratio':>6s} {'nms%':>6s} {'roi%':>6s} {'dets':>5s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
+            f"{'ref/s':>6s} {'frac%':>6s}")
     lines = [head, "-" * len(head)]
     for r in results:
-        tv = f"{r.torchvision_in_conv_refs:8.2f}" if r.torchvision_in_conv_refs else f"{'-':>8s}"
-        ratio = f"{r.ratio:6.2f}" if r.ratio else f"{'-':>6s}"
+        frac = 100 * r.fraction if r.fraction is not None else None
         lines.append(
-            f"{r.builder:40s} {r.ms:9.1f} {r.conv_ref_ms:9.1f} {r.in_conv_refs:8.2f} {tv} {ratio} "
-            f"{100 * r.op_share['nms']:6.1f} {100 * r.op_share['roi_align']:6.1f} {r.detections:5d}"
+            f"{r.builder:40s} {r.ms:9.1f} {r.conv_ref_ms:9.1f} {r.in_conv_refs:8.2f} "
+            f"{_opt(r.torchvision_in_conv_refs, 8, '.2f')} {_opt(r.ratio, 6, '.2f')} "
+            f"{100 * r.op_share['nms']:6.1f} {100 * r.op_share['roi_align']:6.1f} {r.detections:5d} "
+            f"{_opt(r.gflop, 7, '.1f')} {_opt(r.gflops, 8, '.1f')} {_opt(r.conv_ref_gflops, 6, '.0f')} "
+            f"{_opt(frac, 6, '.1f')}"
         )
     return "\n".join(lines)
 
 
 def run_latency(builders: Optional[List[str]] = None, threads: int = 2, repeats: int = 5,
                 height: int = 480, width: int = 640, json_out: Optional[Path] = None,
-                echo: Callable[[str], None] = print) -> List[LatencyResult]:
+                echo: Callable[[str], None] = print, flops: bool = True) -> List[LatencyResult]:
     torch.set_num_threads(threads)
     names = builders or DETECTION_BUILDERS
     baseline = torchvision_baseline()
     image = benchmark_image(height, width)
     echo(f"torch {torch.__version__}, {threads} threads, one {height}x{width} image, median of {repeats}; "
          f"ratio = ours / torchvision, both in reference convs (<= 1.0 is faster)")
+    if flops:
+        echo("GFLOP: forward FLOPs (FlopCounterMode); GFLOP/s = GFLOP / latency; ref/s: the reference "
+             "conv's GFLOP/s in this process; frac% = GFLOP/s / ref/s")
     results = []
     for name in names:
-        results.append(measure_builder(name, image, repeats=repeats, baseline=baseline))
+        results.append(measure_builder(name, image, repeats=repeats, baseline=baseline, flops=flops))
         echo(format_table(results[-1:]).splitlines()[-1] if results[:-1] else format_table(results[-1:]))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
