@@ -1,6 +1,7 @@
 """NMS: the oracle's kept indices, hand-checked cases, and properties against a slow greedy loop."""
 from __future__ import annotations
 
+import importlib
 from typing import List, Tuple
 
 import pytest
@@ -138,8 +139,12 @@ def test_nms_many_blocks_matches_reference() -> None:
     assert nms(boxes, scores, 0.4).tolist() == reference_nms(boxes, scores, 0.4)
 
 
-def test_batched_nms_grouped_path_equals_per_class_nms() -> None:
-    """Above 1000 boxes batched_nms groups by class (no coordinate offsets): exactly per-class NMS."""
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_batched_nms_grouped_path_equals_per_class_nms(side_by_side: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 1000 boxes batched_nms groups by class (no coordinate offsets): exactly per-class NMS,
+    whether the classes' passes run one after the other or side by side."""
+    nms_module = importlib.import_module("torchdet.ops.nms")
+    monkeypatch.setattr(nms_module, "_MIN_GROUPS_SIDE_BY_SIDE", 1 if side_by_side else 10**9)
     n = 1500
     boxes = _random_boxes(n, seed=5)
     scores = torch.rand(n, generator=torch.Generator().manual_seed(6))

@@ -137,7 +137,10 @@ def _greedy_keep(
     return alive
 
 
-_CLASS_BLOCK = 32  # rows per class resolved together by _greedy_keep_classes
+_CLASS_BLOCK = 64  # rows per group resolved together by _greedy_keep_classes
+# With fewer groups than this, running them side by side does not pay for the padding to the
+# largest group (e.g. the RPN's 4-5 levels of 48 to 2000 boxes): _greedy_keep runs instead.
+_MIN_GROUPS_SIDE_BY_SIDE = 8
 _TILE_ELEMENTS = 1 << 15  # pairs per IoU tile: the temporaries stay in the L2 cache
 
 
@@ -194,7 +197,7 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
 
     The groups are laid out as rows of a ``[G, n + 1]`` table (``n``: largest group; padding and
     the extra last column are NaN boxes, which never overlap anything). Each round takes the
-    next ``_CLASS_BLOCK`` undecided boxes of every group, resolves them greedily among
+    next ``block`` undecided boxes of every group, resolves them greedily among
     themselves (one short loop over row positions, vectorised over groups), and lets the kept
     ones suppress all later undecided boxes of their group in one tiled IoU computation. So the
     Python loops run about ``n`` steps in all, not ``N``, and suppressed boxes never become rows.
@@ -219,7 +222,8 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
     undecided = np.zeros((starts.size, n + 1), dtype=bool)
     undecided[group_of, slot_of] = True
     keep = np.zeros_like(undecided)
-    later_in_block = np.triu(np.ones((_CLASS_BLOCK, _CLASS_BLOCK), dtype=bool), 1)
+    block = _CLASS_BLOCK
+    later_in_block = np.triu(np.ones((block, block), dtype=bool), 1)
     active = np.arange(starts.size)  # groups with undecided boxes
     while active.size:
         pending = undecided[active]
@@ -230,8 +234,8 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
             if active.size == 0:
                 break
         k = active.size
-        # This round's rows: the first _CLASS_BLOCK undecided boxes of every group.
-        group, slot, row, _ = _ranks(pending & (rank <= _CLASS_BLOCK))
+        # This round's rows: the first `block` undecided boxes of every group.
+        group, slot, row, _ = _ranks(pending & (rank <= block))
         b = int(row.max()) + 1
         row_slot = np.full((k, b), n)  # column n is a NaN box
         row_slot[group, row] = slot
@@ -245,13 +249,19 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
         undecided[active[group], slot] = False
         keep[active[group], slot] = ~suppressed[group, row]
         # The kept rows suppress the later undecided boxes of their group.
-        group, slot, col, col_counts = _ranks(pending & (rank > _CLASS_BLOCK))
+        group, slot, col, col_counts = _ranks(pending & (rank > block))
         if group.size == 0:
             continue
         col_slot = np.full((k, int(col_counts.max())), n)
         col_slot[group, col] = slot
-        rows[:, suppressed] = np.nan
-        hit = _iou_above_tiled(rows, row_area, table[:, active[:, None], col_slot], area[active[:, None], col_slot], threshold)
+        # Only the kept rows, packed to the left (suppressed rows would only add NaN work).
+        kept_group, kept_row, kept_rank, kept_counts = _ranks(~suppressed & (row_slot < n))
+        kept_slot = np.full((k, int(kept_counts.max())), n)
+        kept_slot[kept_group, kept_rank] = row_slot[kept_group, kept_row]
+        hit = _iou_above_tiled(
+            table[:, active[:, None], kept_slot], area[active[:, None], kept_slot],
+            table[:, active[:, None], col_slot], area[active[:, None], col_slot], threshold,
+        )
         undecided[active[group], slot] = ~hit.any(axis=1)[group, col]
     return keep[group_of, slot_of]
 
@@ -365,7 +375,11 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     order = np.lexsort((-score, idxs.detach().cpu().numpy()))  # by class, then score; ties by index
     coords = _as_numpy_coords(boxes)[:, order]
     groups = idxs.detach().cpu().numpy()[order]
-    keep = order[_greedy_keep_classes(coords, groups, _threshold_below(iou_threshold, coords.dtype))]
+    threshold = _threshold_below(iou_threshold, coords.dtype)
+    if np.count_nonzero(np.diff(groups)) + 1 >= _MIN_GROUPS_SIDE_BY_SIDE:
+        keep = order[_greedy_keep_classes(coords, groups, threshold)]
+    else:
+        keep = order[_greedy_keep(coords, threshold, groups)]
     keep.sort()
     keep = keep[np.argsort(-score[keep], kind="stable")]
     return torch.from_numpy(keep).to(boxes.device)
