@@ -231,7 +231,50 @@ def _pool_chunk(
         entries[where] = group_entries.flatten()
         weights[where] = group_weights.flatten()
     bag_offsets = (roi_offset.view(k, 1) + torch.arange(bins, device=device) * taps.view(k, 1)).flatten()
-    return F.embedding_bag(entries, table, bag_offsets, mode="sum", per_sample_weights=weights)
+    return _weighted_bag_sum(entries, table, bag_offsets, weights)
+
+
+def _weighted_bag_sum(entries: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
+    """``embedding_bag(mode="sum", per_sample_weights=weights)``; in eager mode with a faster backward."""
+    if torch.jit.is_scripting() or not table.requires_grad:
+        return F.embedding_bag(entries, table, offsets, mode="sum", per_sample_weights=weights)
+    return _bag_sum_with_transposed_backward(entries, table, offsets, weights)
+
+
+@torch.jit.unused
+def _bag_sum_with_transposed_backward(entries: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
+    return _WeightedBagSum.apply(entries, table, offsets, weights)
+
+
+class _WeightedBagSum(torch.autograd.Function):
+    """Weighted bag sums whose backward is itself one weighted bag sum.
+
+    ``out[bag] = sum_e weights[e] * table[entries[e]]`` over the bag's entries, so
+    ``grad_table[row] = sum_e weights[e] * grad_out[bag(e)]`` over the entries reading ``row``:
+    the same operation with the roles of rows and bags swapped. Sorting the entries by table
+    row once gives every row's bag (empty bags sum to zero), and ``embedding_bag`` writes the
+    dense gradient directly. Autograd's embedding_bag backward sorts too, but then zero-fills
+    and scatters row by row, which is several times slower for RoIAlign's ~10^6 entries.
+    """
+
+    @staticmethod
+    def forward(ctx, entries: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(entries, offsets, weights)
+        ctx.rows = table.shape[0]
+        return F.embedding_bag(entries, table, offsets, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        entries, offsets, weights = ctx.saved_tensors
+        sizes = torch.diff(offsets, append=offsets.new_full((1,), entries.numel()))
+        bag = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), sizes)  # [E]
+        rows, order = torch.sort(entries)
+        row_offsets = torch.searchsorted(rows, torch.arange(ctx.rows, device=rows.device))
+        grad_table = F.embedding_bag(
+            bag[order], grad_out.contiguous(), row_offsets, mode="sum", per_sample_weights=weights[order]
+        )
+        return None, grad_table, None, None
 
 
 def _pool_bins(
