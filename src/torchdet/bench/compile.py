@@ -1,9 +1,9 @@
 """Opt-in `torch.compile` mode: compile time apart from steady-state latency, beside eager.
 
-For each builder, in one process: eager eval latency (median), then ``torch.compile`` (default
-inductor, ``mode=None``) of the backbone (``target="backbone"``, the default) or of the whole
-model (``target="model"``). The first compiled call's time minus the steady-state latency is
-reported as the compile time; the steady state is the median of the later calls. A builder
+For each builder, in one process: ``torch.compile`` (default inductor, ``mode=None``) of the
+backbone (``target="backbone"``, the default) or of the whole model (``target="model"``), then
+eager and compiled eval runs interleaved (median of each). The first compiled call's time
+minus the steady-state latency is reported as the compile time. A builder
 whose compile or compiled run raises is reported as ``failed: <reason>`` and the next builder
 runs. Inductor on CPU needs a C++ compiler; when none is found every row says so.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -57,43 +58,65 @@ def _reset_dynamo() -> None:
         sys.modules["torch._dynamo"].reset()
 
 
-def compile_target(model: torch.nn.Module, target: str) -> torch.nn.Module:
-    """Compile ``model.backbone`` in place (returns the model) or the whole model (returns the wrapper)."""
+def compiled_runner(model: torch.nn.Module, target: str) -> Callable[[bool, List[torch.Tensor]], object]:
+    """``run(compiled, images)``: the model with its backbone (or itself) compiled or eager.
+
+    Both versions stay available, so eager and compiled runs can be interleaved.
+    """
     if target == "backbone":
-        model.backbone = torch.compile(model.backbone, mode=None)
-        return model
+        eager_backbone = model.backbone
+        compiled_backbone = torch.compile(eager_backbone, mode=None)
+
+        def run(compiled: bool, images: List[torch.Tensor]) -> object:
+            model.backbone = compiled_backbone if compiled else eager_backbone
+            return model(images)
+
+        return run
     if target == "model":
-        return torch.compile(model, mode=None)
+        compiled_model = torch.compile(model, mode=None)
+        return lambda compiled, images: (compiled_model if compiled else model)(images)
     raise ValueError(f"compile target {target!r}: choose from {', '.join(COMPILE_TARGETS)}")
 
 
 def measure_compile(name: str, image: torch.Tensor, target: str = "backbone", repeats: int = 5,
                     warmup: int = 1) -> CompileResult:
+    """Compile, then time eager and compiled eval interleaved (median of each)."""
     model = build_eval_model(name)
     with torch.no_grad():
-        eager_ms = _median_ms(lambda: model([image]), repeats, warmup)
         eager_out = model([image])[0]
-    result = CompileResult(builder=name, target=target, eager_ms=eager_ms, conv_ref_ms=reference_conv_ms())
+    result = CompileResult(builder=name, target=target, eager_ms=0.0, conv_ref_ms=reference_conv_ms())
     if cxx_compiler() is None:
+        with torch.no_grad():
+            result.eager_ms = _median_ms(lambda: model([image]), repeats, warmup)
         result.error = "failed: no C++ compiler (g++/cc) found for inductor on CPU"
         return result
     _reset_dynamo()
     try:
-        compiled = compile_target(model, target)
+        run = compiled_runner(model, target)
         with torch.no_grad():
             start = time.perf_counter()
-            out = compiled([image])[0]
+            out = run(True, [image])[0]
             first_ms = (time.perf_counter() - start) * 1000
-            compiled_ms = _median_ms(lambda: compiled([image]), repeats, warmup)
+            times: Dict[bool, List[float]] = {False: [], True: []}
+            for i in range(warmup + repeats):
+                for compiled in (False, True):
+                    start = time.perf_counter()
+                    run(compiled, [image])
+                    if i >= warmup:
+                        times[compiled].append((time.perf_counter() - start) * 1000)
     except Exception as e:  # any failure of compile or of the compiled run is a row, not a crash
+        with torch.no_grad():
+            model = build_eval_model(name)
+            result.eager_ms = _median_ms(lambda: model([image]), repeats, warmup)
         result.error = f"failed: {_short(e)}"
         return result
     finally:
         _reset_dynamo()
-    result.compile_s = max(first_ms - compiled_ms, 0.0) / 1000
-    result.compiled_ms = compiled_ms
-    result.speedup = eager_ms / compiled_ms
-    result.compiled_in_conv_refs = compiled_ms / result.conv_ref_ms
+    result.eager_ms = statistics.median(times[False])
+    result.compiled_ms = statistics.median(times[True])
+    result.compile_s = max(first_ms - result.compiled_ms, 0.0) / 1000
+    result.speedup = result.eager_ms / result.compiled_ms
+    result.compiled_in_conv_refs = result.compiled_ms / result.conv_ref_ms
     result.same_detections = (len(out["boxes"]) == len(eager_out["boxes"])
                               and torch.allclose(out["boxes"], eager_out["boxes"], atol=1e-2, rtol=1e-3))
     return result
