@@ -22,3 +22,13 @@ def test_train_profile_has_three_phases_and_backward_stages():
     assert backward["backbone"] > 0 and backward["head"] > 0
     assert sum(ms for name, ms in backward.items() if "." not in name) <= r.phase_ms["backward"] * 1.001
     assert any("convolution_backward" in op for op, _, _ in r.top_ops["backward"])
+
+
+def test_a_container_that_never_ran_gets_its_childrens_time():
+    from torchdet.bench.profile import _fill_container_stages
+
+    stages = {"backbone": 10.0, "backbone.features.0": 6.0, "backbone.features.1": 3.0, "head.a.b": 1.0,
+              "(outside stages)": 2.0}
+    _fill_container_stages(stages)
+    assert stages["backbone.features"] == 9.0 and stages["backbone"] == 10.0
+    assert stages["head.a"] == 1.0 and stages["head"] == 1.0 and "(outside stages)" in stages

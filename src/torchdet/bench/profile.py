@@ -118,6 +118,8 @@ def summarize(events, builder: str, mode: str, top: int = 12) -> ProfileResult:
                               else OUTSIDE)
         for prefix in _prefixes(stage):
             stage_ms[phase][prefix] += event.cpu_time_total / 1000
+    for stages in stage_ms.values():
+        _fill_container_stages(stages)
     for phase, stages in stage_ms.items():
         top_level = sum(ms for name, ms in stages.items() if "." not in name and not name.startswith("("))
         if phase == "forward":
@@ -128,6 +130,18 @@ def summarize(events, builder: str, mode: str, top: int = 12) -> ProfileResult:
                for phase, by_name in ops.items()}
     return ProfileResult(builder=builder, mode=mode, phase_ms=dict(phase_ms),
                          stage_ms={p: dict(s) for p, s in stage_ms.items()}, top_ops=top_ops)
+
+
+def _fill_container_stages(stages: Dict[str, float]) -> None:
+    """Give a stage that never ran its own forward (a container whose parent loops over its
+    children, like ``backbone.features``) the time of its children that did, so every nested
+    stage has its parent listed."""
+    present = {name: ms for name, ms in stages.items() if not name.startswith("(")}
+    for name, ms in present.items():
+        for ancestor in reversed(_prefixes(name)[:-1]):
+            if ancestor in present:
+                break
+            stages[ancestor] = stages.get(ancestor, 0.0) + ms
 
 
 def _prefixes(stage: str) -> List[str]:
