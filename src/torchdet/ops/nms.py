@@ -498,13 +498,105 @@ def _greedy_keep_torch(
     return alive
 
 
+def _ranks_torch(mask: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``_ranks`` in torch ops."""
+    found = torch.nonzero(mask)  # [P, 2], row-major
+    group, position = found[:, 0], found[:, 1]
+    counts = torch.bincount(group, minlength=mask.shape[0])
+    rank = torch.arange(group.numel(), device=mask.device) - (torch.cumsum(counts, 0) - counts)[group]
+    return group, position, rank, counts
+
+
+def _iou_above_groups_torch(
+    rows: Tensor, row_area: Tensor, cols: Tensor, col_area: Tensor, threshold: Tensor, budget: int = 1 << 20
+) -> Tensor:
+    """``_iou_above_tiled`` in torch ops. ``rows [k, b, 4]``, ``cols [k, m, 4]`` -> ``[k, b, m]`` bool."""
+    k, b, m = rows.shape[0], rows.shape[1], cols.shape[1]
+    step = max(1, budget // max(b * m, 1))
+    parts: List[Tensor] = []
+    for start in range(0, k, step):
+        r, c = rows[start : start + step, :, None, :], cols[start : start + step, None, :, :]
+        w = torch.minimum(r[..., 2], c[..., 2]) - torch.maximum(r[..., 0], c[..., 0])
+        w = w.clamp(min=0)
+        h = torch.minimum(r[..., 3], c[..., 3]) - torch.maximum(r[..., 1], c[..., 1])
+        h = h.clamp(min=0)
+        inter = w * h
+        union = row_area[start : start + step, :, None] + col_area[start : start + step, None, :]
+        union = union - inter
+        parts.append(inter / union > threshold)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _greedy_keep_classes_torch(coords: Tensor, groups: Tensor, threshold: Tensor, block: int = _CLASS_BLOCK) -> Tensor:
+    """``_greedy_keep_classes`` in torch ops (the TorchScript path), same rounds and decisions.
+
+    ``coords``: ``[N, 4]`` ordered by group, then decreasing score; ``groups``: ``[N]`` non-decreasing.
+    """
+    device = coords.device
+    total = coords.shape[0]
+    first = torch.ones(total, dtype=torch.bool, device=device)
+    first[1:] = groups[1:] != groups[:-1]
+    starts = torch.nonzero(first).flatten()
+    counts = torch.diff(starts, append=torch.full((1,), total, dtype=starts.dtype, device=device))
+    num_groups = starts.numel()
+    group_of = torch.repeat_interleave(torch.arange(num_groups, device=device), counts)
+    slot_of = torch.arange(total, device=device) - torch.repeat_interleave(starts, counts)
+    n = int(counts.max())
+    table = torch.full((num_groups, n + 1, 4), float("nan"), dtype=coords.dtype, device=device)
+    table[group_of, slot_of] = coords
+    area = (table[:, :, 2] - table[:, :, 0]) * (table[:, :, 3] - table[:, :, 1])
+    undecided = torch.zeros((num_groups, n + 1), dtype=torch.bool, device=device)
+    undecided[group_of, slot_of] = True
+    keep = torch.zeros_like(undecided)
+    later_in_block = torch.triu(torch.ones((block, block), dtype=torch.bool, device=device), 1)
+    active = torch.arange(num_groups, device=device)
+    while active.numel() > 0:
+        pending = undecided[active]
+        rank = torch.cumsum(pending.long(), dim=1)
+        alive = rank[:, -1] > 0
+        if not bool(alive.all()):
+            active, pending, rank = active[alive], pending[alive], rank[alive]
+            if active.numel() == 0:
+                break
+        k = active.numel()
+        group, slot, row, _ = _ranks_torch(pending & (rank <= block))
+        b = int(row.max()) + 1
+        row_slot = torch.full((k, b), n, dtype=torch.long, device=device)
+        row_slot[group, row] = slot
+        rows = table[active[:, None], row_slot]  # [k, b, 4]
+        row_area = area[active[:, None], row_slot]
+        over = _iou_above_groups_torch(rows, row_area, rows, row_area, threshold) & later_in_block[:b, :b]
+        suppressed = torch.zeros((k, b), dtype=torch.bool, device=device)
+        candidates: List[int] = torch.nonzero(over.any(dim=2).any(dim=0)).flatten().tolist()
+        for r in candidates:
+            suppressed |= over[:, r, :] & ~suppressed[:, r : r + 1]
+        undecided[active[group], slot] = False
+        keep[active[group], slot] = ~suppressed[group, row]
+        group, slot, col, col_counts = _ranks_torch(pending & (rank > block))
+        if group.numel() == 0:
+            continue
+        col_slot = torch.full((k, int(col_counts.max())), n, dtype=torch.long, device=device)
+        col_slot[group, col] = slot
+        kept_group, kept_row, kept_rank, kept_counts = _ranks_torch(~suppressed & (row_slot < n))
+        kept_slot = torch.full((k, int(kept_counts.max())), n, dtype=torch.long, device=device)
+        kept_slot[kept_group, kept_rank] = row_slot[kept_group, kept_row]
+        hit = _iou_above_groups_torch(
+            table[active[:, None], kept_slot], area[active[:, None], kept_slot],
+            table[active[:, None], col_slot], area[active[:, None], col_slot], threshold,
+        )
+        undecided[active[group], slot] = ~hit.any(dim=1)[group, col]
+    return keep[group_of, slot_of]
+
+
 def _compute_coords(boxes: Tensor) -> Tensor:
     """Boxes in the dtype IoUs are computed in: float64 stays, everything else becomes float32."""
     boxes = boxes.detach()
     return boxes if boxes.dtype == torch.float64 else boxes.float()
 
 
-def _nms_torch(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor]) -> Tensor:
+def _nms_torch(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor], min_groups: int = _MIN_GROUPS_SIDE_BY_SIDE
+) -> Tensor:
     """``nms`` (``idxs`` None) or per-class NMS (the grouped ``batched_nms``) in torch ops only."""
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
@@ -516,7 +608,11 @@ def _nms_torch(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Option
         order = order[by_class]
         groups = classes[by_class]
     coords = _compute_coords(boxes)[order]
-    alive = _greedy_keep_torch(coords, _threshold_below_torch(iou_threshold, coords.dtype), groups)
+    threshold = _threshold_below_torch(iou_threshold, coords.dtype)
+    if groups is not None and int((groups[1:] != groups[:-1]).sum()) + 1 >= min_groups:
+        alive = _greedy_keep_classes_torch(coords, groups, threshold)
+    else:
+        alive = _greedy_keep_torch(coords, threshold, groups)
     keep = order[alive]
     if idxs is not None:
         keep = torch.sort(keep)[0]
