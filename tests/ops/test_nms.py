@@ -251,8 +251,9 @@ def test_scripted_nms_matches_oracle(scripted_nms: torch.jit.ScriptModule) -> No
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
 def test_scripted_nms_equals_eager(scripted_nms: torch.jit.ScriptModule, dtype: torch.dtype) -> None:
-    """Several blocks, score ties, both forms of batched_nms (offsets below 1000 boxes, grouping above)."""
-    for n, classes in [(300, 3), (700, 1), (1500, 7)]:
+    """Several blocks, score ties, both forms of batched_nms (offsets below 1000 boxes, grouping above,
+    the classes' passes sequential below 8 classes and side by side from 8)."""
+    for n, classes in [(300, 3), (700, 1), (1500, 7), (1200, 12)]:
         boxes = _random_boxes(n, seed=n).to(dtype)
         scores = torch.randint(0, 20, (n,), generator=torch.Generator().manual_seed(n + 1)).to(dtype)
         idxs = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(n + 2))
