@@ -12,8 +12,10 @@ Freezing rules, level names and state_dict keys follow torchvision's ``torchvisi
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
 from torch import Tensor, nn
 
 from torchdet.backbones.mobilenet_v2 import mobilenet_v2
@@ -45,10 +47,25 @@ _MOBILENETS: Dict[str, Callable[..., nn.Module]] = {
 _RESNET_STAGES = ["layer4", "layer3", "layer2", "layer1", "conv1"]
 
 
+def _channels_last_on_cpu(x: Tensor) -> Tensor:
+    """``x`` in channels-last layout when it lives on the CPU (not while tracing for export).
+
+    oneDNN's CPU convolutions run 1.3-2x faster on NHWC than on NCHW inputs at detection sizes
+    (every conv then skips its own layout reorders); other devices keep their layout.
+    """
+    if x.dim() != 4 or x.device.type != "cpu" or torch.jit.is_tracing():
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class BackboneWithFPN(nn.Module):
     """``body`` returns the chosen intermediate layers; ``fpn`` turns them into a pyramid.
 
-    forward(x: [N, 3, H, W]) -> OrderedDict[str, Tensor], each ``[N, out_channels, H_i, W_i]``.
+    forward(x: [N, 3, H, W]) -> OrderedDict[str, Tensor], each ``[N, out_channels, H_i, W_i]``,
+    contiguous (NCHW). In eval mode on the CPU the body and FPN run in channels-last layout when
+    ``channels_last`` is True (the default; set it False to run NCHW throughout). Training keeps
+    NCHW: batch statistics computed in the other layout round differently, and with random
+    weights that rounding grows into visibly different losses.
     """
 
     def __init__(
@@ -71,9 +88,17 @@ class BackboneWithFPN(nn.Module):
             norm_layer=norm_layer,
         )
         self.out_channels = out_channels
+        self.channels_last = True
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
-        return self.fpn(self.body(x))
+        if self.training or not self.channels_last:
+            return self.fpn(self.body(x))
+        features = self.fpn(self.body(_channels_last_on_cpu(x)))
+        # The heads expect NCHW (their reshapes assume it); convert once here, for every consumer.
+        out: Dict[str, Tensor] = OrderedDict()
+        for name, feature in features.items():
+            out[name] = feature.contiguous()
+        return out
 
 
 def _backbone_norm_layer(is_trained: bool) -> type:

@@ -4,7 +4,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict
 
+import torch
 from torch import Tensor, nn
+
+from torchdet.ops import fusion
 
 __all__ = ["IntermediateLayerGetter"]
 
@@ -40,9 +43,35 @@ class IntermediateLayerGetter(nn.ModuleDict):
         self.return_layers = {str(k): str(v) for k, v in return_layers.items()}
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        if not torch.jit.is_scripting():
+            return self._forward_eager(x)
         out: Dict[str, Tensor] = OrderedDict()
         for name, module in self.items():
             x = module(x)
+            if name in self.return_layers:
+                out[self.return_layers[name]] = x
+        return out
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Dict[str, Tensor]:
+        """forward, with a conv child and the norm child after it run as one folded conv
+        (a ResNet's ``conv1``/``bn1`` stem) when the conv's own output is not returned."""
+        out: Dict[str, Tensor] = OrderedDict()
+        children = list(self.items())
+        i = 0
+        while i < len(children):
+            name, module = children[i]
+            if (
+                i + 1 < len(children)
+                and name not in self.return_layers
+                and fusion.can_fold(module, children[i + 1][1])
+            ):
+                name, norm = children[i + 1]
+                x = fusion.conv_norm(x, module, norm)
+                i += 2
+            else:
+                x = module(x)
+                i += 1
             if name in self.return_layers:
                 out[self.return_layers[name]] = x
         return out

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.backbones._weights_pending import require_no_weights
+from torchdet.ops.fusion import conv_norm
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
 
@@ -42,6 +43,22 @@ def _conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, 
 
 def _conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def _downsample(downsample: Optional[nn.Module], x: Tensor) -> Tensor:
+    """The shortcut: x itself, or ``downsample(x)`` (its conv and norm folded when they can be)."""
+    if downsample is None:
+        return x
+    if isinstance(downsample, nn.Sequential) and len(downsample) == 2:
+        return conv_norm(x, downsample[0], downsample[1])
+    return downsample(x)
+
+
+def _add_residual(out: Tensor, identity: Tensor) -> Tensor:
+    """``out + identity``, in place when autograd does not need ``out`` (it is a fresh conv output)."""
+    if torch.is_grad_enabled() and (out.requires_grad or identity.requires_grad):
+        return out + identity
+    return out.add_(identity)
 
 
 class BasicBlock(nn.Module):
@@ -77,10 +94,20 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            return self._forward_eager(x)
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        """forward, with each norm folded into its conv where ``fusion.can_fold`` allows."""
+        identity = _downsample(self.downsample, x)
+        out = self.relu(conv_norm(x, self.conv1, self.bn1))
+        out = conv_norm(out, self.conv2, self.bn2)
+        return self.relu(_add_residual(out, identity))
 
 
 class Bottleneck(nn.Module):
@@ -117,11 +144,22 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            return self._forward_eager(x)
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        """forward, with each norm folded into its conv where ``fusion.can_fold`` allows."""
+        identity = _downsample(self.downsample, x)
+        out = self.relu(conv_norm(x, self.conv1, self.bn1))
+        out = self.relu(conv_norm(out, self.conv2, self.bn2))
+        out = conv_norm(out, self.conv3, self.bn3)
+        return self.relu(_add_residual(out, identity))
 
 
 Block = Union[Type[BasicBlock], Type[Bottleneck]]

@@ -14,6 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from torchdet.ops import fusion
+
 __all__ = ["FrozenBatchNorm2d", "Conv2dNormActivation", "SqueezeExcitation"]
 
 _IntOrPair = Union[int, Tuple[int, ...]]
@@ -64,6 +66,9 @@ class FrozenBatchNorm2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+fusion.register_frozen_norm(FrozenBatchNorm2d)
 
 
 def _same_padding(kernel_size: _IntOrPair, dilation: _IntOrPair) -> _IntOrPair:
@@ -120,6 +125,24 @@ class Conv2dNormActivation(nn.Sequential):
             layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
         super().__init__(*layers)
         self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [N, in_channels, H, W] -> [N, out_channels, H', W']."""
+        if torch.jit.is_scripting():
+            for layer in self:
+                x = layer(x)
+            return x
+        return self._forward_eager(x)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        layers = list(self)
+        if len(layers) >= 2 and fusion.can_fold(layers[0], layers[1]):
+            x = fusion.conv_norm(x, layers[0], layers[1])
+            layers = layers[2:]
+        for layer in layers:
+            x = layer(x)
+        return x
 
 
 class SqueezeExcitation(nn.Module):
