@@ -18,7 +18,7 @@ from torchdet.ops.nms import batched_nms
 
 __all__ = [
     "backbone_features", "as_feature_list", "flatten_head_output", "level_sizes", "topk_per_level", "topk_per_column",
-    "select_detections",
+    "select_detections", "sum_tensors", "model_outputs",
 ]
 
 
@@ -114,3 +114,21 @@ def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, nms_thresh:
     """Class-wise NMS over ``[K, 4]`` boxes, then the best ``detections_per_img``."""
     keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def sum_tensors(values: List[Tensor]) -> Tensor:
+    """``sum(values)`` as Python computes it (left to right), scriptable. ``values`` is non-empty."""
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
+
+
+@torch.jit.unused
+def model_outputs(training: bool, losses: Dict[str, Tensor],
+                  detections: List[Dict[str, Tensor]]) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
+    """What an eager detector returns: the losses in training, the detections in eval.
+
+    (A scripted detector returns ``(losses, detections)``: TorchScript needs one return type.)
+    """
+    return losses if training else detections

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +24,10 @@ from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, 
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxLinearCoder
-from torchdet.models.dense_prediction import (backbone_features, flatten_head_output, level_sizes,
+from torchdet.models.dense_prediction import (as_feature_list, flatten_head_output, level_sizes, model_outputs,
                                               select_detections, topk_per_level)
 from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import Images, Targets, validate_inputs
+from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
@@ -56,10 +56,10 @@ def _fcos_tower(in_channels: int, num_convs: int, norm_layer: Optional[Callable[
 
 def centerness(ltrb: Tensor) -> Tensor:
     """``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of ``[..., 4]`` side distances. ``[...]``."""
-    left_right = ltrb[..., [0, 2]]
-    top_bottom = ltrb[..., [1, 3]]
-    return torch.sqrt((left_right.min(dim=-1).values / left_right.max(dim=-1).values)
-                      * (top_bottom.min(dim=-1).values / top_bottom.max(dim=-1).values))
+    left_right = ltrb[..., 0::2]
+    top_bottom = ltrb[..., 1::2]
+    return torch.sqrt((left_right.amin(dim=-1) / left_right.amax(dim=-1))
+                      * (top_bottom.amin(dim=-1) / top_bottom.amax(dim=-1)))
 
 
 class FCOSClassificationHead(nn.Module):
@@ -164,7 +164,7 @@ class FCOSHead(nn.Module):
         return {"cls_logits": cls_logits, "bbox_regression": bbox_regression, "bbox_ctrness": bbox_ctrness}
 
 
-def match_locations(anchors: Tensor, gt_boxes: Tensor, num_anchors_per_level: Sequence[int],
+def match_locations(anchors: Tensor, gt_boxes: Tensor, num_anchors_per_level: List[int],
                     center_sampling_radius: float) -> Tensor:
     """FCOS's assignment of ``[M, 4]`` anchors (one per location) to ``[G, 4]`` boxes. ``[M]`` gt index or -1.
 
@@ -179,8 +179,8 @@ def match_locations(anchors: Tensor, gt_boxes: Tensor, num_anchors_per_level: Se
     offsets = (centers[:, None, :] - gt_centers[None, :, :]).abs_().max(dim=2).values  # [M, G], L-inf
     match = offsets < center_sampling_radius * sizes[:, None]
 
-    x, y = centers.unsqueeze(dim=2).unbind(dim=1)  # [M, 1] each
-    x0, y0, x1, y1 = gt_boxes.unsqueeze(dim=0).unbind(dim=2)  # [1, G] each
+    x, y = centers[:, 0:1], centers[:, 1:2]  # [M, 1] each
+    x0, y0, x1, y1 = gt_boxes[None, :, 0], gt_boxes[None, :, 1], gt_boxes[None, :, 2], gt_boxes[None, :, 3]  # [1, G]
     distances = torch.stack([x - x0, y - y0, x1 - x, y1 - y], dim=2)  # [M, G, 4]
     match &= distances.min(dim=2).values > 0
 
@@ -267,8 +267,9 @@ class FCOS(nn.Module):
 
         ``head_outputs`` values and ``anchors`` are lists over levels, as in :meth:`RetinaNet.postprocess_detections`.
         """
-        detections = []
-        for index, (anchors_i, image_shape) in enumerate(zip(anchors, image_shapes)):
+        detections: List[Dict[str, Tensor]] = []
+        for index in range(len(anchors)):
+            anchors_i, image_shape = anchors[index], image_shapes[index]
             logits = torch.cat([level[index] for level in head_outputs["cls_logits"]])  # [M, K]
             distances = torch.cat([level[index] for level in head_outputs["bbox_regression"]])  # [M, 4]
             ctrness = torch.cat([level[index] for level in head_outputs["bbox_ctrness"]])  # [M, 1]
@@ -286,22 +287,39 @@ class FCOS(nn.Module):
             detections.append(select_detections(boxes, top_scores, labels, self.nms_thresh, self.detections_per_img))
         return detections
 
-    def forward(self, images: Images, targets: Optional[Targets] = None) -> Any:
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
+                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
         """Training: ``{"classification", "bbox_regression", "bbox_ctrness"}`` losses. Eval: per image
-        ``{"boxes", "scores", "labels"}`` in the input image's pixels."""
-        image_list = validate_inputs(images, targets, training=self.training)
-        original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
-        batch, targets = self.transform(image_list, list(targets) if targets is not None else None)
-        features = backbone_features(self.backbone, batch.tensors)
+        ``{"boxes", "scores", "labels"}`` in the input image's pixels.
+
+        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
+        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
+        """
+        if torch.jit.is_scripting():
+            image_list = validate_image_list(images, targets, self.training)
+        else:
+            image_list = validate_inputs(images, targets, training=self.training)
+        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
+        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
+        batch, targets = self.transform(image_list, targets)
+        features = as_feature_list(self.backbone(batch.tensors))
         head_outputs = self.head(features)
         anchors = self.anchor_generator(batch, features)
         sizes = level_sizes(features, head_outputs["cls_logits"].shape[1])
+        losses: Dict[str, Tensor] = {}
+        detections: List[Dict[str, Tensor]] = []
         if self.training:
-            return self.compute_loss(targets, head_outputs, anchors, sizes)
-        split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
-        split_anchors = [list(a.split(sizes)) for a in anchors]
-        detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
-        return self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+            assert targets is not None
+            losses = self.compute_loss(targets, head_outputs, anchors, sizes)
+        else:
+            split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
+            split_anchors = [list(a.split(sizes)) for a in anchors]
+            detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
+            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+        if torch.jit.is_scripting():
+            return losses, detections
+        else:
+            return model_outputs(self.training, losses, detections)
 
 
 def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,

@@ -23,11 +23,11 @@ from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, 
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
-from torchdet.models.dense_prediction import (backbone_features, flatten_head_output, level_sizes,
-                                              select_detections, topk_per_level)
+from torchdet.models.dense_prediction import (as_feature_list, flatten_head_output, level_sizes, model_outputs,
+                                              select_detections, sum_tensors, topk_per_level)
 from torchdet.models.matcher import Matcher
 from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import Images, Targets, validate_inputs
+from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
@@ -83,7 +83,7 @@ def box_regression_loss(loss_type: str, box_coder: BoxCoder, anchors: Tensor, ma
     if loss_type == "giou":
         boxes = box_coder.decode_single(bbox_regression, anchors)
         return generalized_box_iou_loss(boxes, matched_gt_boxes, reduction="sum", eps=1e-7)
-    raise ValueError(f"unsupported box loss {loss_type!r}; use one of {BOX_LOSS_TYPES}.")
+    raise ValueError(f"unsupported box loss '{loss_type}'; use one of ['l1', 'smooth_l1', 'giou'].")
 
 
 class RetinaNetClassificationHead(nn.Module):
@@ -128,8 +128,8 @@ class RetinaNetClassificationHead(nn.Module):
             one_hot[foreground, target["labels"][matched[foreground]]] = 1.0
             valid = matched != self.BETWEEN_THRESHOLDS
             loss = sigmoid_focal_loss(logits[valid], one_hot[valid], reduction="sum")
-            losses.append(loss / max(1, num_foreground))
-        return sum(losses) / len(targets)
+            losses.append(loss / num_foreground.clamp(min=1))
+        return sum_tensors(losses) / len(targets)
 
     def forward(self, x: List[Tensor]) -> Tensor:
         """Per-level features ``[N, C, H_l, W_l]`` -> logits ``[N, sum_l H_l*W_l*A, num_classes]``."""
@@ -171,7 +171,7 @@ class RetinaNetRegressionHead(nn.Module):
             loss = box_regression_loss(self._loss_type, self.box_coder, anchors_i[foreground],
                                        matched_gt_boxes, deltas[foreground])
             losses.append(loss / max(1, foreground.numel()))
-        return sum(losses) / max(1, len(targets))
+        return sum_tensors(losses) / max(1, len(targets))
 
     def forward(self, x: List[Tensor]) -> Tensor:
         """Per-level features ``[N, C, H_l, W_l]`` -> deltas ``[N, sum_l H_l*W_l*A, 4]``."""
@@ -281,8 +281,9 @@ class RetinaNet(nn.Module):
             anchors: per image, a list over levels of ``[H_l*W_l*A, 4]`` anchors.
             image_shapes: each image's ``(H, W)`` after resizing.
         """
-        detections = []
-        for index, (anchors_i, image_shape) in enumerate(zip(anchors, image_shapes)):
+        detections: List[Dict[str, Tensor]] = []
+        for index in range(len(anchors)):
+            anchors_i, image_shape = anchors[index], image_shapes[index]
             logits = [level[index].flatten() for level in head_outputs["cls_logits"]]  # [M_l * K] each
             deltas = torch.cat([level[index] for level in head_outputs["bbox_regression"]])  # [M, 4]
             num_classes = head_outputs["cls_logits"][0].shape[-1]
@@ -300,25 +301,39 @@ class RetinaNet(nn.Module):
             detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img))
         return detections
 
-    def forward(self, images: Images, targets: Optional[Targets] = None) -> Any:
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
+                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
         """Training: ``{"classification", "bbox_regression"}`` losses. Eval: per image
         ``{"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] int64}`` in the input image's pixels.
 
-        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 or one ``[B, 3, H, W]`` tensor.
+        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
+        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
         """
-        image_list = validate_inputs(images, targets, training=self.training)
-        original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
-        batch, targets = self.transform(image_list, list(targets) if targets is not None else None)
-        features = backbone_features(self.backbone, batch.tensors)
+        if torch.jit.is_scripting():
+            image_list = validate_image_list(images, targets, self.training)
+        else:
+            image_list = validate_inputs(images, targets, training=self.training)
+        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
+        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
+        batch, targets = self.transform(image_list, targets)
+        features = as_feature_list(self.backbone(batch.tensors))
         head_outputs = self.head(features)
         anchors = self.anchor_generator(batch, features)
+        losses: Dict[str, Tensor] = {}
+        detections: List[Dict[str, Tensor]] = []
         if self.training:
-            return self.compute_loss(targets, head_outputs, anchors)
-        sizes = level_sizes(features, head_outputs["cls_logits"].shape[1])
-        split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
-        split_anchors = [list(a.split(sizes)) for a in anchors]
-        detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
-        return self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+            assert targets is not None
+            losses = self.compute_loss(targets, head_outputs, anchors)
+        else:
+            sizes = level_sizes(features, head_outputs["cls_logits"].shape[1])
+            split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
+            split_anchors = [list(a.split(sizes)) for a in anchors]
+            detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
+            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+        if torch.jit.is_scripting():
+            return losses, detections
+        else:
+            return model_outputs(self.training, losses, detections)
 
 
 def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,

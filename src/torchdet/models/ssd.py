@@ -22,11 +22,11 @@ from torchdet.backbones.fpn import _validate_trainable_layers
 from torchdet.backbones.vgg import VGG, vgg16
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.default_boxes import DefaultBoxGenerator
-from torchdet.models.dense_prediction import (backbone_features, flatten_head_output, select_detections,
-                                              topk_per_column)
+from torchdet.models.dense_prediction import (as_feature_list, backbone_features, flatten_head_output, model_outputs,
+                                              select_detections, topk_per_column)
 from torchdet.models.matcher import SSDMatcher
 from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import Images, Targets, validate_inputs
+from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.weights.backbone import VGG16_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
@@ -78,11 +78,17 @@ class SSDScoringHead(nn.Module):
 
     def _get_result_from_module_list(self, x: Tensor, idx: int) -> Tensor:
         """The ``idx``-th module applied to ``x``."""
-        return self.module_list[idx](x)
+        out = x
+        for i, module in enumerate(self.module_list):  # scripted ModuleLists index by literals only
+            if i == idx:
+                out = module(x)
+        return out
 
     def forward(self, x: List[Tensor]) -> Tensor:
-        return torch.cat([flatten_head_output(self._get_result_from_module_list(f, i), self.num_columns)
-                          for i, f in enumerate(x)], dim=1)
+        outputs: List[Tensor] = []
+        for i, module in enumerate(self.module_list):
+            outputs.append(flatten_head_output(module(x[i]), self.num_columns))
+        return torch.cat(outputs, dim=1)
 
 
 class SSDClassificationHead(SSDScoringHead):
@@ -225,9 +231,10 @@ class SSD(nn.Module):
         """Per image: decode and clip every box, keep per class (all classes at once) the
         ``topk_candidates`` best above ``score_thresh``, class-wise NMS, the best ``detections_per_img``."""
         pred_scores = F.softmax(head_outputs["cls_logits"], dim=-1)  # [N, M, K]
-        detections = []
-        for deltas, scores, anchors, image_shape in zip(head_outputs["bbox_regression"], pred_scores,
-                                                        image_anchors, image_shapes):
+        detections: List[Dict[str, Tensor]] = []
+        for index in range(len(image_anchors)):
+            deltas, scores = head_outputs["bbox_regression"][index], pred_scores[index]
+            anchors, image_shape = image_anchors[index], image_shapes[index]
             boxes = clip_boxes_to_image(self.box_coder.decode_single(deltas, anchors), image_shape)  # [M, 4]
             rows, columns, top_scores = topk_per_column(scores[:, 1:], self.topk_candidates, self.score_thresh)
             labels = columns + 1  # column 0 of scores[:, 1:] is class 1
@@ -235,26 +242,43 @@ class SSD(nn.Module):
                                                 self.detections_per_img))
         return detections
 
-    def forward(self, images: Images, targets: Optional[Targets] = None) -> Any:
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
+                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
         """Training: ``{"bbox_regression", "classification"}`` losses. Eval: per image
-        ``{"boxes", "scores", "labels"}`` in the input image's pixels."""
-        image_list = validate_inputs(images, targets, training=self.training)
-        original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
-        batch, targets = self.transform(image_list, list(targets) if targets is not None else None)
-        features = backbone_features(self.backbone, batch.tensors)
+        ``{"boxes", "scores", "labels"}`` in the input image's pixels.
+
+        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
+        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
+        """
+        if torch.jit.is_scripting():
+            image_list = validate_image_list(images, targets, self.training)
+        else:
+            image_list = validate_inputs(images, targets, training=self.training)
+        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
+        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
+        batch, targets = self.transform(image_list, targets)
+        features = as_feature_list(self.backbone(batch.tensors))
         head_outputs = self.head(features)
         anchors = self.anchor_generator(batch, features)
+        losses: Dict[str, Tensor] = {}
+        detections: List[Dict[str, Tensor]] = []
         if self.training:
-            matched_idxs = []
+            assert targets is not None
+            matched_idxs: List[Tensor] = []
             for anchors_i, target in zip(anchors, targets):
                 if target["boxes"].numel() == 0:
                     matched_idxs.append(torch.full((anchors_i.size(0),), -1, dtype=torch.int64,
                                                    device=anchors_i.device))
                 else:
                     matched_idxs.append(self.proposal_matcher(box_iou(target["boxes"], anchors_i)))
-            return self.compute_loss(targets, head_outputs, anchors, matched_idxs)
-        detections = self.postprocess_detections(head_outputs, anchors, batch.image_sizes)
-        return self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+            losses = self.compute_loss(targets, head_outputs, anchors, matched_idxs)
+        else:
+            detections = self.postprocess_detections(head_outputs, anchors, batch.image_sizes)
+            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
+        if torch.jit.is_scripting():
+            return losses, detections
+        else:
+            return model_outputs(self.training, losses, detections)
 
 
 class SSDFeatureExtractorVGG(nn.Module):

@@ -49,7 +49,11 @@ def _resize_scale(image_shape: List[int], min_size: float, max_size: float) -> f
 def _traced_resized_size(image: Tensor, min_size: float, max_size: float) -> List[int]:
     """``floor((h, w) * scale)`` as traced values (tracing only): :func:`_resize_scale` on tensors, in double."""
     hw = torch._shape_as_tensor(image)[-2:].to(torch.float64)  # [2]
-    scale = torch.min(min_size / hw.min(), max_size / hw.max())
+    # 1-element double tensors throughout: the ONNX exporter computes with 0-dim tensors and
+    # Python numbers in float32, which moves floor(side * scale) (200 * 1.28 -> 255).
+    min_size_t = torch.tensor([min_size], dtype=torch.float64, device=hw.device)
+    max_size_t = torch.tensor([max_size], dtype=torch.float64, device=hw.device)
+    scale = torch.min(min_size_t / hw.amin(0, keepdim=True), max_size_t / hw.amax(0, keepdim=True))  # [1]
     out = torch.floor(hw * scale).to(torch.int64)
     return [out[0], out[1]]  # type: ignore[list-item]  # 0-dim tensors stand in for ints in a trace
 
