@@ -316,3 +316,25 @@ def test_scripted_module_with_box_lists_and_gradient() -> None:
         (out * weight).sum().backward()
         (layer(x2, boxes) * weight).sum().backward()
         torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- multi-level pixel table
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_pixel_tables_equal_concatenated_tables_with_gradients(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(6)
+    maps = [torch.randn(2, 5, h, w, generator=g).to(dtype) for h, w in [(6, 7), (3, 4), (2, 2)]]
+    maps[1] = maps[1].contiguous(memory_format=torch.channels_last)
+    ours, plain = [m.clone().requires_grad_() for m in maps], [m.clone().requires_grad_() for m in maps]
+    compute = roi_align_module._compute_dtype(dtype)
+    table = roi_align_module._pixel_tables(ours, compute)
+    expected = torch.cat([roi_align_module._pixel_table(m, compute) for m in plain])
+    assert table.dtype == expected.dtype and torch.equal(table, expected)
+    weight = torch.randn(table.shape, generator=g, dtype=compute)
+    (table * weight).sum().backward()
+    (expected * weight).sum().backward()
+    for a, b in zip(ours, plain):
+        assert a.grad.dtype == b.grad.dtype and torch.equal(a.grad, b.grad)
+    with torch.no_grad():
+        assert torch.equal(roi_align_module._pixel_tables(maps, compute), expected)

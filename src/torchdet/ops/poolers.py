@@ -22,7 +22,7 @@ from torchdet.ops.roi_align import (
     _boxes_to_rois,
     _compute_dtype,
     _pair,
-    _pixel_table,
+    _pixel_tables,
     _is_exporting,
     _pool_bins,
     _roi_geometry,
@@ -128,7 +128,7 @@ def _multiscale_roi_align(
     widths = torch.tensor([f.shape[-1] for f in features], device=device)
     level_rows = torch.tensor([f.shape[0] * f.shape[-2] * f.shape[-1] for f in features], device=device)
     level_start = torch.cumsum(level_rows, 0) - level_rows  # first table row of each level
-    table = torch.cat([_pixel_table(f, dtype) for f in features], dim=0)  # [sum B*H*W, C]
+    table = _pixel_tables(features, dtype)  # [sum B*H*W, C]
     height, width = heights[levels], widths[levels]  # [K]
     base = level_start[levels] + rois[:, 0].long() * height * width
     scale = torch.tensor(scales, dtype=dtype, device=device)[levels]

@@ -409,6 +409,62 @@ def _pixel_table(feature: Tensor, dtype: torch.dtype) -> Tensor:
     return feature.to(dtype).permute(0, 2, 3, 1).contiguous().view(batch * height * width, channels)
 
 
+def _pixel_tables(features: List[Tensor], dtype: torch.dtype) -> Tensor:
+    """Several ``[B, C, H_l, W_l]`` maps -> one ``[sum B*H_l*W_l, C]`` table, levels in order.
+
+    Same as concatenating ``_pixel_table`` of each level, but each level is transposed straight
+    into its rows (one copy of the maps, not two); in eager mode the backward hands each level
+    its rows of the gradient as a view, without the clone autograd's slice copies would make.
+    """
+    needs_grad = False
+    for f in features:
+        needs_grad = needs_grad or f.requires_grad
+    if torch.jit.is_scripting() or not needs_grad:
+        return _fill_pixel_table(features, dtype)
+    return _pixel_tables_with_grad(features, dtype)
+
+
+def _fill_pixel_table(features: List[Tensor], dtype: torch.dtype) -> Tensor:
+    first = features[0]
+    channels = first.shape[1]
+    rows = 0
+    for f in features:
+        rows += f.shape[0] * f.shape[2] * f.shape[3]
+    table = torch.empty((rows, channels), dtype=dtype, device=first.device)
+    start = 0
+    for f in features:
+        batch, _, height, width = f.shape
+        stop = start + batch * height * width
+        table[start:stop].view(batch, height, width, channels).copy_(f.detach().permute(0, 2, 3, 1))
+        start = stop
+    return table
+
+
+@torch.jit.unused
+def _pixel_tables_with_grad(features: List[Tensor], dtype: torch.dtype) -> Tensor:
+    return _PixelTables.apply(dtype, *features)
+
+
+class _PixelTables(torch.autograd.Function):
+    """``_pixel_tables`` with a backward that returns each level's gradient rows as a view
+    (channels-last strides, as autograd through ``permute`` would give)."""
+
+    @staticmethod
+    def forward(ctx, dtype: torch.dtype, *features: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.levels = [(f.shape, f.dtype) for f in features]
+        return _fill_pixel_table(list(features), dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        grads, start = [], 0
+        for (batch, channels, height, width), dtype in ctx.levels:
+            stop = start + batch * height * width
+            grads.append(grad[start:stop].view(batch, height, width, channels).permute(0, 3, 1, 2).to(dtype))
+            start = stop
+        return (None, *grads)
+
+
 def _is_exporting() -> bool:
     """True while ``torch.onnx.export`` or ``torch.jit.trace`` records the graph."""
     return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
