@@ -214,3 +214,46 @@ def test_decoding_timing_report():
         slow = best_ms(lambda: decode_one_by_one(maps, rois))
         print(f"\nkeypointrcnn_inference, 100 detections, 480x640, {name} heatmaps: "
               f"vectorised {fast:.1f} ms, loop {slow:.1f} ms")
+
+
+# ---- TorchScript and tracing -----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_scripted_decoding_matches_the_eager_search():
+    """Scripted, each RoI's maps are resized whole (F.interpolate); eager searches the peaks."""
+    g = torch.Generator().manual_seed(7)
+    maps = torch.cat([peaked_maps(10, 4, g), torch.randn(4, 4, 56, 56, generator=g)])
+    rois = random_rois(14, g, height=200, width=240)
+    rois[0] = torch.tensor([5.0, 5.0, 5.0, 40.0])  # zero width: clamped to 1
+    scripted = torch.jit.script(heatmaps_to_keypoints)
+    keypoints, scores = scripted(maps, rois)
+    expected, expected_scores = heatmaps_to_keypoints(maps, rois)
+    assert torch.equal(keypoints, expected)
+    torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-4)
+    ref, ref_scores = decode_one_by_one(maps, rois)
+    assert (keypoints - ref).abs().max() <= 1e-4
+    torch.testing.assert_close(scores, ref_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_scripted_inference_and_resize():
+    g = torch.Generator().manual_seed(8)
+    maps = peaked_maps(3, 5, g)
+    boxes = [random_rois(1, g), torch.zeros(0, 4), random_rois(2, g)]
+    keypoints, scores = torch.jit.script(keypointrcnn_inference)(maps, boxes)
+    assert [k.shape for k in keypoints] == [(1, 5, 3), (0, 5, 3), (2, 5, 3)]
+    expected, _ = keypointrcnn_inference(maps, boxes)
+    assert all(torch.equal(a, b) for a, b in zip(keypoints, expected))
+    resized = torch.jit.script(resize_keypoints)(keypoints[2], [100, 200], [50, 400])
+    assert torch.equal(resized, resize_keypoints(keypoints[2], [100, 200], [50, 400]))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_resize_follows_the_image_size():
+    def resize(keypoints, image):
+        return resize_keypoints(keypoints, [image.shape[-2], image.shape[-1]], [100, 100])
+
+    keypoints = torch.tensor([[[10.0, 20.0, 1.0]]])
+    traced = torch.jit.trace(resize, (keypoints, torch.zeros(1, 50, 20)), check_trace=False)
+    assert traced(keypoints, torch.zeros(1, 25, 40)).tolist() == [[[25.0, 80.0, 1.0]]]

@@ -158,3 +158,31 @@ def test_paste_timing_report():
     fast = best_ms(lambda: paste_masks_in_image(masks, boxes, (480, 640)))
     slow = best_ms(lambda: paste_one_by_one(masks, boxes, (480, 640)))
     print(f"\npaste_masks_in_image, 100 detections, 480x640: vectorised {fast:.1f} ms, loop {slow:.1f} ms")
+
+
+# ---- TorchScript and tracing -----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_scripted_paste_equals_eager():
+    g = torch.Generator().manual_seed(5)
+    boxes = random_boxes(12, 45, 70, g)
+    masks = torch.rand(12, 1, 28, 28, generator=g)
+    scripted = torch.jit.script(paste_masks_in_image)
+    assert torch.equal(scripted(masks, boxes, [45, 70], 1), paste_masks_in_image(masks, boxes, [45, 70]))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_paste_follows_the_image_size():
+    """Traced on one image size, the paste runs at the size of the image given later (export)."""
+
+    def paste(masks, boxes, image):
+        return paste_masks_in_image(masks, boxes, [image.shape[-2], image.shape[-1]])
+
+    g = torch.Generator().manual_seed(6)
+    masks = torch.rand(5, 1, 28, 28, generator=g)
+    traced = torch.jit.trace(paste, (masks, random_boxes(5, 40, 50, g), torch.zeros(3, 40, 50)), check_trace=False)
+    boxes = random_boxes(5, 72, 61, g, max_frac=0.9)  # more rows inside boxes than at trace time
+    out = traced(masks, boxes, torch.zeros(3, 72, 61))
+    assert out.shape == (5, 1, 72, 61)
+    assert torch.equal(out, paste_masks_in_image(masks, boxes, (72, 61)))

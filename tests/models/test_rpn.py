@@ -1,4 +1,5 @@
 import math
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -93,3 +94,20 @@ def test_assign_targets():
     # IoUs 1.0, 0.9, 0, 0.625 (between thresholds -> ignored).
     assert labels[0].tolist() == [1.0, 1.0, 0.0, -1.0]
     assert labels[1].tolist() == [0.0] * 4 and matched[1].shape == (4, 4)
+
+
+def test_traced_top_n_follows_the_level_size():
+    """While tracing, min(pre_nms_top_n, level size) stays in the graph: fewer anchors later, fewer kept."""
+    rpn = _rpn().eval()  # pre_nms_top_n testing = 40
+
+    def top_n(objectness):
+        return rpn._get_top_n_idx(objectness, [objectness.shape[1]])
+
+    g = torch.Generator().manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings
+        traced = torch.jit.trace(top_n, (torch.rand(2, 64, generator=g),), check_trace=False)
+    small = torch.rand(2, 25, generator=g)
+    assert traced(small).shape == (2, 25)
+    assert torch.equal(traced(small), top_n(small))
+    assert traced(torch.rand(2, 90, generator=g)).shape == (2, 40)

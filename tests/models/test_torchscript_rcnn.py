@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import torchdet.models as models
+from _oracle import _match_detections, assert_detections_match
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
@@ -61,17 +62,21 @@ def cheap():
 
 
 def _assert_same_detections(eager: dict, scripted: dict) -> None:
+    """Scripted detections match the eager ones within the oracle's tolerances (tests/oracle/README.md).
+
+    Not bit for bit: eager mode takes fast paths (fused backbone convolutions, the single-pass
+    multi-level RoIAlign, the pruned keypoint peak search) whose sums are ordered differently.
+    """
     assert set(scripted) == set(eager)
     assert eager["boxes"].shape[0] > 0, "no detections: the comparison would prove nothing"
     for key, expected in eager.items():
-        got = scripted[key]
-        assert got.shape == expected.shape and got.dtype == expected.dtype, key
-        if key == "keypoints_scores":
-            # Eager finds the heatmap peaks by a pruned search whose sums are ordered differently
-            # from F.interpolate's (used when scripted): the same peaks, values within its tolerance.
-            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-        else:
-            assert torch.equal(got, expected), f"{key} differs by {(got.float() - expected.float()).abs().max()}"
+        assert scripted[key].dtype == expected.dtype and scripted[key].shape[1:] == expected.shape[1:], key
+    assert_detections_match([scripted], [eager])
+    if "keypoints_scores" in eager:
+        idx = _match_detections(scripted, eager)  # [N_eager] index into the scripted detections
+        matched = idx >= 0
+        torch.testing.assert_close(scripted["keypoints_scores"][idx[matched]], eager["keypoints_scores"][matched],
+                                   rtol=1e-3, atol=1e-3)
 
 
 def _check_builder(model: torch.nn.Module, scripted: torch.jit.ScriptModule) -> None:

@@ -125,3 +125,20 @@ def test_no_listed_feature_and_repr() -> None:
     with pytest.raises(ValueError, match="none of the feature maps"):
         pooler({"9": fpn_features()["0"]}, [torch.zeros(0, 4)], [(256, 320)])
     assert repr(pooler) == "MultiScaleRoIAlign(featmap_names=['0', '7'], output_size=(7, 7), sampling_ratio=2)"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_scripted_pooler_matches_eager() -> None:
+    """Scripted, each level is pooled by its own roi_align call; eager pools all levels in one pass."""
+    x = fpn_features()
+    g = torch.Generator().manual_seed(2)
+    boxes = []
+    for n in (7, 5):
+        xy = torch.rand(n, 2, generator=g) * 200
+        side = 2 ** (torch.rand(n, 1, generator=g) * 6 + 3)
+        boxes.append(torch.cat([xy, xy + side], dim=1))
+    pooler = MultiScaleRoIAlign(NAMES, 4, sampling_ratio=2)
+    scripted = torch.jit.script(pooler)
+    shapes = [(256, 320), (250, 300)]
+    torch.testing.assert_close(scripted(x, boxes, shapes), pooler(x, boxes, shapes), rtol=0, atol=1e-6)
+    assert scripted.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
