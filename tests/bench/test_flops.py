@@ -39,3 +39,18 @@ def test_weight_gradient_only_counts_once():
 def test_count_flops_of_a_model_forward():
     model = torch.nn.Sequential(torch.nn.Flatten(0), torch.nn.Linear(12, 5))
     assert count_flops(lambda images: model(images[0]), [torch.zeros(3, 2, 2)]) == 2 * 12 * 5
+
+
+def test_flops_inside_profiled_ops_are_left_out():
+    from torchdet.ops._profiling import profiled
+
+    a = torch.randn(4, 6)
+
+    @profiled("roi_align")
+    def pooled_with_a_matmul(x):
+        return x @ a.T
+
+    x = torch.randn(5, 6)
+    assert count_call_flops(lambda: pooled_with_a_matmul(x)) == 0
+    assert count_call_flops(lambda: x @ a.T) == 2 * 5 * 6 * 4
+    assert count_call_flops(lambda: pooled_with_a_matmul(x) @ a) == 2 * 5 * 4 * 6

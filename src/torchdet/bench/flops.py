@@ -3,7 +3,10 @@
 FlopCounterMode counts the matmul-like ops (convolutions, linear layers, bmm, their backward)
 as 2 x multiply-adds, the same convention as `REFERENCE_CONV_GFLOP` (16.04 for the reference
 conv); elementwise ops, nms, roi_align and the like count zero, so achieved GFLOP/s is a
-lower bound on how busy the matmul kernels are.
+lower bound on how busy the matmul kernels are. FLOPs dispatched inside torchdet's profiled ops
+(`torchdet.ops._profiling.profiled`: nms, roi_align) are left out too: roi_align is written
+with matmuls and embedding_bag whose dense FLOPs are an implementation detail, not the model's
+(torchvision's compiled roi_align counts zero), and would inflate the R-CNN figures.
 
 torch's own formula for `convolution_backward` drops the ``groups`` factor of the weight
 gradient (a depthwise conv's backward counts ~C times too much), which would inflate the
@@ -16,6 +19,8 @@ from typing import Any, Callable, List, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+from torchdet.ops import _profiling
 
 
 def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int],
@@ -32,10 +37,22 @@ def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int], w
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
+class ModelFlopCounter(FlopCounterMode):
+    """FlopCounterMode that skips the ops dispatched inside a profiled torchdet op.
+
+    Use it inside `torchdet.ops._profiling.op_timer()`, which is what marks those ops as running.
+    """
+
+    def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+        if any(_profiling._active.values()):
+            return out
+        return super()._count_flops(func_packet, out, args, kwargs)
+
+
 def count_call_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of the ops that ``fn()`` dispatches (autograd stays as the caller set it)."""
+    """FLOPs of the ops that ``fn()`` dispatches outside nms / roi_align (autograd as the caller set it)."""
     mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+    with _profiling.op_timer(), ModelFlopCounter(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
 
