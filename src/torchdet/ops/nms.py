@@ -35,7 +35,7 @@ from torchdet.ops._profiling import profiled
 
 __all__ = ["nms", "batched_nms"]
 
-_BLOCK = 256  # rows whose greedy pass is resolved together
+_BLOCK = 128  # rows whose greedy pass is resolved together (128 beat 64 and 256 on RPN-like and uniform boxes)
 _TILE = 1024  # columns per vectorised IoU tile
 
 
