@@ -34,6 +34,24 @@ def test_export_command_writes_a_matching_graph(tmp_path: Path) -> None:
     assert_detections_match([{k: v[0, :count] for k, v in outputs.items() if k != "num_detections"}], expected)
 
 
+def test_export_command_dynamic_takes_any_batch_size(tmp_path: Path) -> None:
+    case = load_case(NAME)
+    model = build_filled(get_builder(NAME), case["weights_seed"], **case["kwargs"]).eval()
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"builder": NAME, "builder_kwargs": dict(case["kwargs"]), "model": model.state_dict()}, checkpoint)
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--weights", str(checkpoint), "--image-size", "240", "320", "--dynamic",
+                 "--out", str(out)]) == 0
+    images = torch.stack([case["images"][0], case["images"][0].flip(-1), case["images"][0].flip(-2)])
+    outputs = run_onnx(out, images)
+    assert outputs["boxes"].shape[0] == 3
+    with torch.no_grad():
+        expected = model(list(images))
+    got = [{k: v[b, :int(outputs["num_detections"][b])] for k, v in outputs.items() if k != "num_detections"}
+           for b in range(3)]
+    assert_detections_match(got, expected)
+
+
 def test_export_command_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["export", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])
     assert code == 1

@@ -77,20 +77,56 @@ def test_export_matches_eager_slow(name: str, tmp_path: Path) -> None:
     _export_and_check(name, tmp_path)
 
 
-def test_torch_onnx_export_as_in_torchvision_docs(tmp_path: Path) -> None:
-    """The plain call on the model itself (the docs' recipe) traces through nms and roi_align."""
-    import onnx
+OTHER_SIZE = (200, 272)  # neither the export size nor its aspect ratio
 
-    model = _model("fasterrcnn_mobilenet_v3_large_320_fpn")
-    images = load_case("fasterrcnn_mobilenet_v3_large_320_fpn")["images"][0][None]
-    path = tmp_path / "plain.onnx"
+
+def _export_dynamic_and_check(name: str, tmp_path: Path) -> None:
+    """Exported once with free B, H, W; checked at the export size and at another size, batch 2."""
+    model = _model(name)
+    path = to_onnx(model, tmp_path / f"{name}.onnx", image_size=SIZE, dynamic=True)
+    images = torch.stack(load_case(name)["images"][:1] * 2)  # [2, 3, *SIZE]
+    images[1] = images[1].flip(-1)
+    _check(model, path, images)
+    other = torch.nn.functional.interpolate(images, size=OTHER_SIZE, mode="bilinear", align_corners=False)
+    outputs = _check(model, path, other)
+    if "masks" in outputs:
+        assert outputs["masks"].shape[-2:] == OTHER_SIZE
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_dynamic_export_matches_eager_at_other_sizes_and_batches(name: str, tmp_path: Path) -> None:
+    _export_dynamic_and_check(name, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_dynamic_export_matches_eager_at_other_sizes_and_batches_slow(name: str, tmp_path: Path) -> None:
+    _export_dynamic_and_check(name, tmp_path)
+
+
+def test_torch_onnx_export_as_in_torchvision_docs(tmp_path: Path) -> None:
+    """The plain call on the model itself (the docs' recipe) traces through nms and roi_align,
+    and the file gives the eager detections in onnxruntime (outputs: boxes, labels, scores)."""
     import warnings
 
+    import onnx
+    import onnxruntime
+
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    model = _model(name)
+    images = load_case(name)["images"][0][None]
+    path = tmp_path / "plain.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (images,), str(path), opset_version=11, dynamo=False)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"NonMaxSuppression", "RoiAlign"} <= ops
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, labels, scores = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        expected = model(images)
+    got = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "scores": torch.from_numpy(scores)}
+    assert_detections_match([got], expected)
 
 
 def test_bad_arguments_name_the_value(tmp_path: Path) -> None:
@@ -99,8 +135,6 @@ def test_bad_arguments_name_the_value(tmp_path: Path) -> None:
         to_onnx(model, tmp_path / "m.onnx", image_size=SIZE, opset=10)
     with pytest.raises(ValueError, match="image_size"):
         to_onnx(model, tmp_path / "m.onnx", image_size=(0, 10))
-    with pytest.raises(NotImplementedError, match="dynamic"):
-        to_onnx(model, tmp_path / "m.onnx", image_size=SIZE, dynamic=True)
 
 
 def test_missing_onnxruntime_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
     torchdet export --weights runs/a/best.pt --format onnx --image-size 320 320 --out model.onnx
     torchdet export --model ssdlite320_mobilenet_v3_large --weights DEFAULT --image-size 320 320 --out m.onnx
+    torchdet export --weights runs/a/best.pt --image-size 320 320 --dynamic --out model.onnx
 
 The graph takes `images` float [B, 3, H, W] in 0..1 and returns `boxes` [B, D, 4], `scores`
 [B, D], `labels` [B, D] (int64) and `num_detections` [B] (int64), padded to D, the model's
@@ -42,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, nargs=2, default=(320, 320), metavar=("H", "W"),
                         help="input height and width of the exported graph (default 320 320)")
     parser.add_argument("--dynamic", action="store_true",
-                        help="make the batch size, height and width free (not supported yet)")
+                        help="make the batch size, height and width free (traced at --image-size; "
+                             "the batch is an ONNX Loop over the images)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17; at least 11)")
     parser.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
     add_model_args(parser)

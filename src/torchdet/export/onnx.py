@@ -19,7 +19,6 @@ preallocated batch is not recorded by the tracer), and Keypoint R-CNN decodes it
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -104,13 +103,17 @@ class DeployableDetector(nn.Module):
 
 
 def _traceable_batch_images(images: List[Tensor], size_divisible: int = 32) -> Tensor:
-    """``batch_images`` with ``F.pad`` (recorded by the tracer): ``[B, C, H, W]`` zero-padded."""
-    height = max(int(image.shape[-2]) for image in images)
-    width = max(int(image.shape[-1]) for image in images)
-    height = int(math.ceil(height / size_divisible) * size_divisible)
-    width = int(math.ceil(width / size_divisible) * size_divisible)
-    padded = [F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2])) for image in images]
-    return torch.stack(padded)
+    """``batch_images`` with ``F.pad`` (recorded by the tracer): ``[B, C, H, W]`` zero-padded.
+
+    The images come from one ``[B, 3, H, W]`` input (``DeployableDetector``), so they share a
+    size. The padding is computed from the traced shape, not from Python ints, so that a graph
+    exported with free H and W pads every input size correctly.
+    """
+    batch = torch.stack(images)
+    height, width = batch.shape[-2], batch.shape[-1]  # traced values while tracing
+    pad_h = (size_divisible - height % size_divisible) % size_divisible
+    pad_w = (size_divisible - width % size_divisible) % size_divisible
+    return F.pad(batch, [0, pad_w, 0, pad_h])
 
 
 @contextlib.contextmanager
@@ -141,9 +144,10 @@ def to_onnx(
         model: a torchdet detector; it is put in eval mode.
         path: the ``.onnx`` file to write.
         image_size: ``(H, W)`` of the exported input.
-        dynamic: make the batch size, H and W free (not supported yet: raises NotImplementedError).
+        dynamic: make the batch size, H and W free: the model is traced on one image with free
+            H and W, and the batch axis is an ONNX ``Loop`` over the images (``batch_loop.py``).
         opset: ONNX opset (default ``DEFAULT_OPSET``; at least 11).
-        batch_size: batch size of the example input used for the trace.
+        batch_size: batch size of the example input used for the trace (fixed-size export only).
 
     Returns:
         ``path``.
@@ -151,40 +155,42 @@ def to_onnx(
     require_onnx()
     if len(image_size) != 2 or min(int(s) for s in image_size) < 1:
         raise ValueError(f"image_size must be (height, width) with positive sides, got {tuple(image_size)}")
-    if dynamic:
-        # The models still turn image shapes into Python ints (original sizes, resize scales, anchor
-        # grids) and loop over the batch in Python, so a traced graph with free axes would run at
-        # other sizes but give wrong detections. Refuse rather than write such a file.
-        raise NotImplementedError(
-            "dynamic=True (free batch size, height and width) is not supported yet: the traced graph "
-            "would bake the export size into the box scaling and anchors. Export one graph per input "
-            f"size with dynamic=False (here image_size={tuple(image_size)})"
-        )
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < 11:
         raise ValueError(f"opset must be 11 or higher (NonMaxSuppression, RoiAlign), got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if dynamic:
+        batch_size = 1  # traced on one image; the batch axis comes from the Loop (batch_loop.py)
     wrapper = DeployableDetector(model)
     device = next(model.parameters()).device
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
     decoding = traceable_keypoint_decoding() if _has_key(model, "keypoints") else contextlib.nullcontext()
-    with torch.no_grad(), _traceable(model), decoding:
-        names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
-        dynamic_axes = None
-        if dynamic:
-            dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
-            dynamic_axes.update({name: {0: "batch"} for name in names})
-            if "masks" in names:
-                dynamic_axes["masks"] = {0: "batch", 3: "height", 4: "width"}
-        with warnings.catch_warnings():
+    names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"images": {2: "height", 3: "width"}}
+        if "masks" in names:
+            dynamic_axes["masks"] = {3: "height", 4: "width"}
+    partial = path.with_name(path.name + ".partial")  # the file appears whole or not at all
+    try:
+        with torch.no_grad(), _traceable(model), decoding, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values; the graph is checked by tests
             torch.onnx.export(
-                wrapper, (images,), str(path), opset_version=opset, dynamo=False,
+                wrapper, (images,), str(partial), opset_version=opset, dynamo=False,
                 input_names=["images"], output_names=names, dynamic_axes=dynamic_axes,
             )
+        if dynamic:
+            import onnx
+
+            from torchdet.export.batch_loop import loop_over_batch
+
+            onnx.save(loop_over_batch(onnx.load(str(partial))), str(partial))
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
