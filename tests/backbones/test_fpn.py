@@ -173,3 +173,27 @@ def test_mobilenet_backbone_outputs():
         assert [tuple(v.shape) for v in v2(x).values()] == [(1, 256, 2, 2), (1, 256, 2, 2), (1, 256, 1, 1)]
     with pytest.raises(ValueError, match="mobilenet_v3_large"):
         mobilenet_backbone(backbone_name="mobilenet_v4", weights=None, fpn=True)
+
+
+def test_channels_last_eval_path_matches_nchw_and_training_stays_nchw():
+    torch.manual_seed(0)
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   norm_layer=nn.BatchNorm2d).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        backbone.channels_last = False
+        nchw = backbone(x)
+        backbone.channels_last = True
+        fast = backbone(x)
+        backbone.contiguous_outputs = True
+        contiguous = backbone(x)
+    assert list(fast) == list(nchw) == list(contiguous)
+    for name in nchw:
+        assert nchw[name].is_contiguous()
+        assert fast[name].is_contiguous(memory_format=torch.channels_last), name
+        assert contiguous[name].is_contiguous(), name
+        torch.testing.assert_close(fast[name], nchw[name], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(contiguous[name], fast[name], rtol=0, atol=0)
+    backbone.train()
+    for name, feature in backbone(torch.rand(2, 3, 64, 96)).items():
+        assert feature.is_contiguous(), name

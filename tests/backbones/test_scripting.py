@@ -46,7 +46,6 @@ def _assert_script_matches_eager(module: nn.Module, x: Tensor) -> None:
     assert list(unfolded) == list(script) == list(folded)
     for name in script:
         assert unfolded[name].shape == script[name].shape == folded[name].shape, name
-        assert script[name].is_contiguous(), name
         torch.testing.assert_close(script[name], unfolded[name], rtol=1e-4, atol=1e-4, msg=f"level {name}")
         scale = float(unfolded[name].abs().max()) + 1e-6
         diff = float((folded[name] - unfolded[name]).abs().max())

@@ -61,11 +61,14 @@ def _channels_last_on_cpu(x: Tensor) -> Tensor:
 class BackboneWithFPN(nn.Module):
     """``body`` returns the chosen intermediate layers; ``fpn`` turns them into a pyramid.
 
-    forward(x: [N, 3, H, W]) -> OrderedDict[str, Tensor], each ``[N, out_channels, H_i, W_i]``,
-    contiguous (NCHW). In eval mode on the CPU the body and FPN run in channels-last layout when
-    ``channels_last`` is True (the default; set it False to run NCHW throughout). Training keeps
-    NCHW: batch statistics computed in the other layout round differently, and with random
-    weights that rounding grows into visibly different losses.
+    forward(x: [N, 3, H, W]) -> OrderedDict[str, Tensor], each ``[N, out_channels, H_i, W_i]``.
+
+    In eval mode on the CPU the body and FPN run in channels-last layout when ``channels_last``
+    is True (the default; set it False to run NCHW throughout). The maps are then returned in
+    that layout (same shapes and values; ``.contiguous()`` gives NCHW strides), so the heads'
+    convs run on it too, unless ``contiguous_outputs`` is True. Training keeps NCHW: batch
+    statistics computed in the other layout round differently, and with random weights that
+    rounding grows into visibly different losses.
     """
 
     def __init__(
@@ -89,12 +92,14 @@ class BackboneWithFPN(nn.Module):
         )
         self.out_channels = out_channels
         self.channels_last = True
+        self.contiguous_outputs = False
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if self.training or not self.channels_last:
             return self.fpn(self.body(x))
         features = self.fpn(self.body(_channels_last_on_cpu(x)))
-        # The heads expect NCHW (their reshapes assume it); convert once here, for every consumer.
+        if not self.contiguous_outputs:
+            return features
         out: Dict[str, Tensor] = OrderedDict()
         for name, feature in features.items():
             out[name] = feature.contiguous()
