@@ -66,3 +66,15 @@ def test_flatten_head_output_order_and_level_sizes():
     assert out[0, 2].tolist() == [1.0, 3.0, 5.0]  # cell 1, anchor 0
     features = [torch.zeros(1, 8, 4, 4), torch.zeros(1, 8, 2, 2)]
     assert level_sizes(features, 9 * 20) == [9 * 16, 9 * 4]
+
+
+def test_traced_topk_count_follows_the_level_length():
+    """Traced with levels longer than k, the graph still takes min(k, length) at shorter lengths."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(lambda a, b: topk_per_level([a, b], 5), (torch.rand(9), torch.rand(8)))
+    a, b = torch.rand(3), torch.rand(8)
+    for x, y in zip(traced(a, b), topk_per_level([a, b], 5)):
+        torch.testing.assert_close(x, y)

@@ -40,3 +40,18 @@ def test_ssd_matcher_every_gt_claims_its_best():
     quality = torch.tensor([[0.6, 0.2, 0.1], [0.1, 0.3, 0.1]])
     # col 0 -> gt 0 by threshold; gt 1 (best 0.3, below threshold) still claims col 1.
     assert m(quality).tolist() == [0, 1, -1]
+
+
+def test_matchers_script():
+    quality = torch.rand(3, 7, generator=torch.Generator().manual_seed(0))
+    for matcher in (Matcher(0.5, 0.4, allow_low_quality_matches=True), Matcher(0.7, 0.3), SSDMatcher(0.5)):
+
+        class Holder(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.matcher = m
+
+            def forward(self, q: torch.Tensor) -> torch.Tensor:
+                return self.matcher(q)
+
+        assert torch.equal(torch.jit.script(Holder(matcher))(quality), matcher(quality))

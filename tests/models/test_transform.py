@@ -90,3 +90,35 @@ def test_integer_images_rejected():
     t = GeneralizedRCNNTransform(32, 32, MEAN, STD).eval()
     with pytest.raises(TypeError, match="floating point"):
         t([torch.zeros(3, 8, 8, dtype=torch.uint8)])
+
+
+def test_scripted_transform_matches_eager():
+    t = GeneralizedRCNNTransform((200, 256), 400, MEAN, STD).eval()
+    scripted = torch.jit.script(t)
+    expected, got = t(_images())[0], scripted(_images())[0]
+    assert got.image_sizes == expected.image_sizes == [(256, 341), (384, 256)]
+    assert torch.equal(got.tensors, expected.tensors)
+
+
+def test_traced_transform_follows_the_input_size():
+    """Traced at one size, the resize, padding and box rescale follow another (no baked-in sizes)."""
+    import warnings
+
+    t = GeneralizedRCNNTransform(256, 400, MEAN, STD).eval()
+    boxes = torch.tensor([[10.0, 20.0, 100.0, 150.0]])
+
+    def run(image):
+        batch, _ = t([image])
+        size = [(image.shape[-2], image.shape[-1])]
+        rescaled = t.postprocess([{"boxes": boxes.clone()}], batch.image_sizes, size)[0]["boxes"]
+        return batch.tensors, rescaled
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(run, torch.rand(3, 240, 320), check_trace=False)
+    for size in [(300, 200), (200, 272), (100, 500)]:
+        image = torch.rand(3, *size)
+        (expected_batch, expected_boxes), (batch, rescaled) = run(image), traced(image)
+        assert batch.shape == expected_batch.shape
+        torch.testing.assert_close(batch, expected_batch)
+        torch.testing.assert_close(rescaled, expected_boxes)

@@ -203,3 +203,13 @@ def test_clip_stays_inside(boxes: torch.Tensor, height: int, width: int) -> None
     clipped = clip_boxes_to_image(boxes, (height, width))
     assert bool((clipped[:, 0::2] >= 0).all()) and bool((clipped[:, 0::2] <= width).all())
     assert bool((clipped[:, 1::2] >= 0).all()) and bool((clipped[:, 1::2] <= height).all())
+
+
+def test_box_ops_script():
+    import torchdet.ops.boxes as B
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [-5.0, 2.0, 30.0, 8.0]])
+    for name in B.__all__:
+        torch.jit.script(getattr(B, name))
+    assert torch.equal(torch.jit.script(B.clip_boxes_to_image)(boxes, (8, 20)), B.clip_boxes_to_image(boxes, (8, 20)))
+    assert torch.equal(torch.jit.script(B.box_convert)(boxes, "xyxy", "cxcywh"), B.box_convert(boxes, "xyxy", "cxcywh"))

@@ -3,7 +3,7 @@
 Scriptable, and traceable with free image sizes: grid sizes and strides come from the shapes
 as they are given (traced values while tracing), never through Python ints.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -10,7 +10,7 @@ of coordinates do not overflow.
 Every function is scriptable (``torch.jit.script``); ``clip_boxes_to_image`` also keeps a traced
 image size dynamic while tracing for export.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
