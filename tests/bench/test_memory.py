@@ -14,3 +14,9 @@ def test_memory_child_reports_consistent_mib():
 def test_memory_child_failure_is_reported():
     with pytest.raises(RuntimeError, match="exited with"):
         measure_in_subprocess("no_such_builder")
+
+
+def test_peak_is_this_process_own_and_at_least_the_current_rss():
+    from torchdet.bench.memory import current_rss_mib, peak_rss_mib
+
+    assert peak_rss_mib() >= current_rss_mib() > 0

@@ -2,10 +2,9 @@
 
 The child imports torchdet, builds the model with the baseline's weights, reads its current
 RSS (``after_build``, from /proc/self/statm), runs eval on one image ``runs`` times and reads
-the peak RSS (``peak``, ``getrusage(RUSAGE_SELF).ru_maxrss``). ``increment = peak - after_build``
+the peak RSS (``peak``, ``VmHWM``; see `peak_rss_mib` for why not ``ru_maxrss``). ``increment = peak - after_build``
 is what eval itself added on top of the built model. (Building can peak higher than it ends,
-while the fill replaces the initial weights; ``build_peak`` is that peak.) Linux reports
-``ru_maxrss`` in KiB; the figures here are MiB.
+while the fill replaces the initial weights; ``build_peak`` is that peak.) Figures in MiB.
 
 Run one child by hand: ``python -m torchdet.bench.memory fasterrcnn_resnet50_fpn``.
 """
@@ -33,7 +32,20 @@ class MemoryResult:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak RSS so far, in MiB (Linux: ``ru_maxrss`` is in KiB)."""
+    """This process's peak RSS so far, in MiB.
+
+    Linux: ``VmHWM`` from /proc/self/status, the peak of this process's own memory map.
+    ``getrusage(RUSAGE_SELF).ru_maxrss`` would carry the parent's peak over through fork and
+    exec (a child started by a 2 GiB benchmark process reports >= 2 GiB), so it is only the
+    fallback where /proc is missing (its KiB, macOS bytes aside).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
