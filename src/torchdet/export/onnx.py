@@ -11,20 +11,20 @@ The graph's contract (every builder):
 
 How: ``DeployableDetector`` wraps the eager model and pads its per-image dicts; the graph is
 recorded by the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``), with NMS and
-RoIAlign emitted as ONNX ``NonMaxSuppression`` / ``RoiAlign`` by ``torchdet.ops``. During the
-trace the model's transform pads the batch with ``F.pad`` (its eager in-place copy into a
-preallocated batch is not recorded by the tracer), and Keypoint R-CNN decodes its heatmaps with
-``torchdet.export.keypoints`` (a fixed sampling grid instead of a data-dependent search).
+RoIAlign emitted as ONNX ``NonMaxSuppression`` / ``RoiAlign`` by ``torchdet.ops``. While
+tracing, the models keep image sizes as traced values (resize, padding, anchors, box scaling,
+mask pasting), so a graph traced at one size is right at every size; Keypoint R-CNN decodes its
+heatmaps with ``torchdet.export.keypoints`` (a fixed sampling grid instead of a data-dependent
+search). With ``dynamic=True`` the batch axis is an ONNX ``Loop`` (``batch_loop.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchdet.export.keypoints import traceable_keypoint_decoding
@@ -102,34 +102,6 @@ class DeployableDetector(nn.Module):
         return tuple(torch.stack(outputs[name]) for name in self.output_names(outputs))  # type: ignore[arg-type]
 
 
-def _traceable_batch_images(images: List[Tensor], size_divisible: int = 32) -> Tensor:
-    """``batch_images`` with ``F.pad`` (recorded by the tracer): ``[B, C, H, W]`` zero-padded.
-
-    The images come from one ``[B, 3, H, W]`` input (``DeployableDetector``), so they share a
-    size. The padding is computed from the traced shape, not from Python ints, so that a graph
-    exported with free H and W pads every input size correctly.
-    """
-    batch = torch.stack(images)
-    height, width = batch.shape[-2], batch.shape[-1]  # traced values while tracing
-    pad_h = (size_divisible - height % size_divisible) % size_divisible
-    pad_w = (size_divisible - width % size_divisible) % size_divisible
-    return F.pad(batch, [0, pad_w, 0, pad_h])
-
-
-@contextlib.contextmanager
-def _traceable(model: nn.Module) -> Iterator[None]:
-    """Patch the model's transform (on this instance only) for the trace, then restore it."""
-    transform = getattr(model, "transform", None)
-    if transform is None or not hasattr(transform, "batch_images"):
-        yield
-        return
-    transform.batch_images = _traceable_batch_images
-    try:
-        yield
-    finally:
-        del transform.batch_images
-
-
 def to_onnx(
     model: nn.Module,
     path: Union[str, Path],
@@ -176,7 +148,7 @@ def to_onnx(
             dynamic_axes["masks"] = {3: "height", 4: "width"}
     partial = path.with_name(path.name + ".partial")  # the file appears whole or not at all
     try:
-        with torch.no_grad(), _traceable(model), decoding, warnings.catch_warnings():
+        with torch.no_grad(), decoding, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values; the graph is checked by tests
             torch.onnx.export(
                 wrapper, (images,), str(partial), opset_version=opset, dynamo=False,
