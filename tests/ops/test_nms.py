@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from _oracle import load_ops
 from torchdet.ops.boxes import box_iou
-from torchdet.ops.nms import batched_nms, nms
+from torchdet.ops.nms import batched_nms, batched_nms_top, nms
 
 ORACLE = load_ops()
 
@@ -267,3 +267,31 @@ def test_scripted_nms_equals_eager(scripted_nms: torch.jit.ScriptModule, dtype: 
 def test_scripted_nms_rejects_bad_shapes(scripted_nms: torch.jit.ScriptModule) -> None:
     with pytest.raises(Exception, match="boxes of shape"):
         scripted_nms(torch.zeros(3, 5), torch.zeros(3), torch.zeros(3, dtype=torch.int64), 0.5)
+
+
+@pytest.mark.parametrize("n,classes,max_kept,ties", [
+    (3000, 90, 100, False),  # many classes: the first prefix is enough
+    (3000, 90, 100, True),   # scores from 12 values: prefixes end inside runs of ties
+    (2500, 2, 300, False),   # two classes: heavy suppression, the prefix has to grow
+    (5000, 1, 50, True),
+    (1200, 5, 1000, False),  # max_kept * 4 >= n: plain batched_nms
+    (600, 4, 10, False),     # below the grouping size: plain batched_nms (offset form)
+])
+def test_batched_nms_top_equals_the_head_of_batched_nms(n: int, classes: int, max_kept: int, ties: bool) -> None:
+    generator = torch.Generator().manual_seed(n + classes)
+    boxes = _random_boxes(n, seed=n + 7)
+    if ties:
+        scores = torch.randint(0, 12, (n,), generator=generator).float() / 12
+    else:
+        scores = torch.rand(n, generator=generator)
+    idxs = torch.randint(0, classes, (n,), generator=generator)
+    expected = batched_nms(boxes, scores, idxs, 0.5)[:max_kept]
+    assert torch.equal(batched_nms_top(boxes, scores, idxs, 0.5, max_kept), expected)
+
+
+def test_scripted_batched_nms_top_equals_eager() -> None:
+    scripted = torch.jit.script(batched_nms_top)
+    boxes = _random_boxes(2000, seed=3)
+    scores = torch.rand(2000, generator=torch.Generator().manual_seed(4))
+    idxs = torch.randint(0, 9, (2000,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(scripted(boxes, scores, idxs, 0.5, 100), batched_nms_top(boxes, scores, idxs, 0.5, 100))

@@ -14,7 +14,7 @@ from typing import Dict, List, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from torchdet.ops.nms import batched_nms
+from torchdet.ops.nms import batched_nms_top
 
 __all__ = [
     "backbone_features", "as_feature_list", "flatten_head_output", "level_sizes", "topk_per_level", "topk_per_column",
@@ -112,7 +112,7 @@ def backbone_features(backbone: nn.Module, images: Tensor) -> List[Tensor]:
 def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, nms_thresh: float,
                       detections_per_img: int) -> Dict[str, Tensor]:
     """Class-wise NMS over ``[K, 4]`` boxes, then the best ``detections_per_img``."""
-    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
+    keep = batched_nms_top(boxes, scores, labels, nms_thresh, detections_per_img)
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
 
 

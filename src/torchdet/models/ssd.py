@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.backbones.fpn import _validate_trainable_layers
+from torchdet.backbones.fpn import _channels_last_on_cpu, _validate_trainable_layers
 from torchdet.backbones.vgg import VGG, vgg16
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.default_boxes import DefaultBoxGenerator
@@ -326,6 +326,8 @@ class SSDFeatureExtractorVGG(nn.Module):
         self.extra = extra
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        if not self.training:
+            x = _channels_last_on_cpu(x)  # eval on the CPU: oneDNN's convs are faster in NHWC (481 -> 444 ms)
         x = self.features(x)
         output = [self.scale_weight.view(1, -1, 1, 1) * F.normalize(x)]
         for block in self.extra:
