@@ -18,7 +18,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -125,10 +125,15 @@ def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: in
     )
     if flops:
         result.gflop = count_flops(model, [image]) / 1e9
-        result.gflops = result.gflop / (ms / 1000)
-        result.conv_ref_gflops = REFERENCE_CONV_GFLOP / (conv_ms / 1000)
-        result.fraction = result.gflops / result.conv_ref_gflops
+        result.gflops, result.conv_ref_gflops, result.fraction = flop_rate(result.gflop, ms, conv_ms)
     return result
+
+
+def flop_rate(gflop: float, ms: float, conv_ms: float) -> Tuple[float, float, float]:
+    """``(GFLOP/s, the reference conv's GFLOP/s, their ratio)`` for ``gflop`` done in ``ms``."""
+    gflops = gflop / (ms / 1000)
+    conv_ref_gflops = REFERENCE_CONV_GFLOP / (conv_ms / 1000)
+    return gflops, conv_ref_gflops, gflops / conv_ref_gflops
 
 
 def _opt(value: Optional[float], width: int, spec: str) -> str:

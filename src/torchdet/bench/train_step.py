@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from torchdet.bench.flops import count_call_flops
-from torchdet.bench.latency import HERE, REFERENCE_CONV_GFLOP, benchmark_image, load_builder, reference_conv_ms
+from torchdet.bench.latency import HERE, _opt, benchmark_image, flop_rate, load_builder, reference_conv_ms
 
 TRAIN_BUILDERS = ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large"]
 NUM_BOXES = 3
@@ -154,14 +154,8 @@ def measure_train_step(name: str, num_images: int = 2, height: int = 480, width:
                              torchvision_in_conv_refs=tv, ratio=(in_refs / tv) if tv else None, losses=losses)
     if flops:
         result.gflop = count_call_flops(lambda: train_step(setup)) / 1e9
-        result.gflops = result.gflop / (ms / 1000)
-        result.conv_ref_gflops = REFERENCE_CONV_GFLOP / (conv_ms / 1000)
-        result.fraction = result.gflops / result.conv_ref_gflops
+        result.gflops, result.conv_ref_gflops, result.fraction = flop_rate(result.gflop, ms, conv_ms)
     return result
-
-
-def _opt(value: Optional[float], width: int, spec: str) -> str:
-    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}s}"
 
 
 def format_train(results: List[TrainStepResult]) -> str:
