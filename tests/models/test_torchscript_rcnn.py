@@ -127,3 +127,17 @@ def test_scripted_model_refuses_training_without_targets(cheap) -> None:
     scripted.train()
     with pytest.raises(torch.jit.Error, match="targets are required"):
         _run(scripted, [_image()])
+
+
+def test_scripted_model_rejects_bad_targets_with_the_shared_checks(cheap) -> None:
+    """The scripted forward runs validation.validate_image_list, the checks the one-stage models use."""
+    _, scripted = cheap
+    scripted.train()
+    try:
+        bad = [{"boxes": torch.tensor([[10.0, 20.0, 10.0, 40.0]]), "labels": torch.tensor([1])}]
+        with pytest.raises(Exception, match="x1 < x2"):
+            _run(scripted, [_image()], bad)
+        with pytest.raises(Exception, match="one target dict per image"):
+            _run(scripted, [_image()], bad * 2)
+    finally:
+        scripted.eval()

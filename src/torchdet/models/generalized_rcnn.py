@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from torchdet.models.validation import validate_inputs
+from torchdet.models.validation import validate_image_list, validate_inputs
 
 
 class GeneralizedRCNN(nn.Module):
@@ -45,25 +45,6 @@ class GeneralizedRCNN(nn.Module):
                                require_masks=bool(has_mask()) if callable(has_mask) else False,
                                require_keypoints=bool(has_keypoint()) if callable(has_keypoint) else False)
 
-    def _validate_scripted(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]]) -> None:
-        """The checks of ``validate_inputs`` that TorchScript can express (shapes and dtypes)."""
-        if len(images) == 0:
-            raise ValueError("images is empty; pass at least one [3, H, W] image.")
-        for image in images:
-            if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
-                raise ValueError("each image must be a floating-point [3, H, W] tensor in [0, 1].")
-        if self.training and targets is None:
-            raise ValueError("targets are required in training mode; pass one dict per image with 'boxes' and 'labels'.")
-        if targets is not None:
-            if len(targets) != len(images):
-                raise ValueError("give one target dict per image.")
-            for target in targets:
-                boxes = target["boxes"]
-                if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
-                    raise ValueError("target boxes must be floating-point tensors of shape [N, 4].")
-                if bool((boxes[:, 2:] <= boxes[:, :2]).any()):
-                    raise ValueError("target boxes must satisfy x1 < x2 and y1 < y2 (format [x1, y1, x2, y2]).")
-
     @torch.jit.unused
     def eager_outputs(self, losses: Dict[str, Tensor], detections: List[Dict[str, Tensor]]
                       ) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
@@ -79,8 +60,7 @@ class GeneralizedRCNN(nn.Module):
         The annotation is the scripted signature; eagerly the losses or the detections come alone.
         """
         if torch.jit.is_scripting():
-            self._validate_scripted(images, targets)
-            image_list = images
+            image_list = validate_image_list(images, targets, self.training)
         else:
             image_list = self._validate(images, targets)
         # Each image's (height, width); while tracing these stay traced sizes, so that boxes and
