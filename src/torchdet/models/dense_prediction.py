@@ -18,7 +18,7 @@ from torchdet.ops.nms import batched_nms_top
 
 __all__ = [
     "backbone_features", "as_feature_list", "flatten_head_output", "level_sizes", "topk_per_level", "topk_per_column",
-    "select_detections", "sum_tensors", "model_outputs",
+    "split_levels", "select_detections", "sum_tensors", "model_outputs",
 ]
 
 
@@ -39,6 +39,17 @@ def level_sizes(features: List[Tensor], num_rows: int) -> List[int]:
         total += c
     anchors_per_cell = num_rows // total
     return [c * anchors_per_cell for c in cells]
+
+
+def split_levels(head_outputs: Dict[str, Tensor], anchors: List[Tensor], features: List[Tensor]
+                 ) -> Tuple[Dict[str, List[Tensor]], List[List[Tensor]]]:
+    """Head outputs ``[N, M, *]`` and per-image ``[M, 4]`` anchors as lists over the levels of ``features``.
+
+    For heads with the same number of anchors per cell on every level (see :func:`level_sizes`).
+    """
+    sizes = level_sizes(features, anchors[0].shape[0])
+    split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
+    return split_outputs, [list(a.split(sizes)) for a in anchors]
 
 
 def _topk_count(values: Tensor, k: int) -> int:

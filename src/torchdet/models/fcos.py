@@ -24,10 +24,9 @@ from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, 
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxLinearCoder
-from torchdet.models.dense_prediction import (as_feature_list, flatten_head_output, level_sizes, model_outputs,
-                                              select_detections, topk_per_level)
-from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import validate_image_list, validate_inputs
+from torchdet.models.dense_prediction import (flatten_head_output, level_sizes, select_detections, split_levels,
+                                              topk_per_level)
+from torchdet.models.one_stage import OneStageDetector, detection_transform, require_out_channels, unmatched
 from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
@@ -198,7 +197,7 @@ def match_locations(anchors: Tensor, gt_boxes: Tensor, num_anchors_per_level: Li
     return matched
 
 
-class FCOS(nn.Module):
+class FCOS(OneStageDetector):
     """FCOS: backbone -> head on every level -> losses, or per-level top-k + NMS.
 
     Args:
@@ -211,6 +210,9 @@ class FCOS(nn.Module):
         score_thresh, nms_thresh, detections_per_img, topk_candidates: inference settings
             (``topk_candidates`` per level).
         **kwargs: passed to :class:`GeneralizedRCNNTransform`.
+
+    Training returns the ``{"classification", "bbox_regression", "bbox_ctrness"}`` losses; see
+    :class:`OneStageDetector`.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, min_size: int = 800, max_size: int = 1333,
@@ -219,11 +221,7 @@ class FCOS(nn.Module):
                  center_sampling_radius: float = 1.5, score_thresh: float = 0.2, nms_thresh: float = 0.6,
                  detections_per_img: int = 100, topk_candidates: int = 1000, **kwargs: Any) -> None:
         super().__init__()
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of output channels "
-                "(assumed to be the same for all the levels)"
-            )
+        require_out_channels(backbone)
         if anchor_generator is None:
             anchor_sizes = ((8,), (16,), (32,), (64,), (128,))
             anchor_generator = AnchorGenerator(anchor_sizes, ((1.0,),) * len(anchor_sizes))
@@ -238,11 +236,7 @@ class FCOS(nn.Module):
         self.anchor_generator = anchor_generator
         self.head = head
         self.box_coder = BoxLinearCoder(normalize_by_size=True)
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std, **kwargs)
+        self.transform = detection_transform(min_size, max_size, image_mean, image_std, **kwargs)
         self.center_sampling_radius = center_sampling_radius
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -255,11 +249,20 @@ class FCOS(nn.Module):
         matched_idxs = []
         for anchors_i, target in zip(anchors, targets):
             if target["boxes"].numel() == 0:
-                matched_idxs.append(torch.full((anchors_i.size(0),), -1, dtype=torch.int64, device=anchors_i.device))
+                matched_idxs.append(unmatched(anchors_i))
             else:
                 matched_idxs.append(match_locations(anchors_i, target["boxes"], num_anchors_per_level,
                                                     self.center_sampling_radius))
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
+
+    def head_losses(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
+                    anchors: List[Tensor], features: List[Tensor]) -> Dict[str, Tensor]:
+        return self.compute_loss(targets, head_outputs, anchors, level_sizes(features, anchors[0].shape[0]))
+
+    def head_detections(self, head_outputs: Dict[str, Tensor], anchors: List[Tensor], features: List[Tensor],
+                        image_sizes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
+        split_outputs, split_anchors = split_levels(head_outputs, anchors, features)
+        return self.postprocess_detections(split_outputs, split_anchors, image_sizes)
 
     def postprocess_detections(self, head_outputs: Dict[str, List[Tensor]], anchors: List[List[Tensor]],
                                image_shapes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
@@ -286,40 +289,6 @@ class FCOS(nn.Module):
             boxes = clip_boxes_to_image(boxes, image_shape)
             detections.append(select_detections(boxes, top_scores, labels, self.nms_thresh, self.detections_per_img))
         return detections
-
-    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
-                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
-        """Training: ``{"classification", "bbox_regression", "bbox_ctrness"}`` losses. Eval: per image
-        ``{"boxes", "scores", "labels"}`` in the input image's pixels.
-
-        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
-        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
-        """
-        if torch.jit.is_scripting():
-            image_list = validate_image_list(images, targets, self.training)
-        else:
-            image_list = validate_inputs(images, targets, training=self.training)
-        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
-        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
-        batch, targets = self.transform(image_list, targets)
-        features = as_feature_list(self.backbone(batch.tensors))
-        head_outputs = self.head(features)
-        anchors = self.anchor_generator(batch, features)
-        sizes = level_sizes(features, head_outputs["cls_logits"].shape[1])
-        losses: Dict[str, Tensor] = {}
-        detections: List[Dict[str, Tensor]] = []
-        if self.training:
-            assert targets is not None
-            losses = self.compute_loss(targets, head_outputs, anchors, sizes)
-        else:
-            split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
-            split_anchors = [list(a.split(sizes)) for a in anchors]
-            detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
-            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
-        if torch.jit.is_scripting():
-            return losses, detections
-        else:
-            return model_outputs(self.training, losses, detections)
 
 
 def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,

@@ -23,12 +23,11 @@ from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, 
 from torchdet.backbones.resnet import resnet50
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
-from torchdet.models.dense_prediction import (as_feature_list, flatten_head_output, level_sizes, model_outputs,
-                                              select_detections, sum_tensors, topk_per_level)
+from torchdet.models.dense_prediction import (flatten_head_output, select_detections, split_levels, sum_tensors,
+                                              topk_per_level)
 from torchdet.models.matcher import Matcher
-from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import validate_image_list, validate_inputs
-from torchdet.ops.boxes import box_iou, clip_boxes_to_image
+from torchdet.models.one_stage import OneStageDetector, detection_transform, require_out_channels
+from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from torchdet.ops.misc import Conv2dNormActivation
@@ -209,7 +208,7 @@ def _default_anchorgen() -> AnchorGenerator:
     return AnchorGenerator(anchor_sizes, aspect_ratios)
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(OneStageDetector):
     """RetinaNet: backbone -> head on every level -> focal-loss training or per-level top-k + NMS.
 
     Args:
@@ -225,6 +224,8 @@ class RetinaNet(nn.Module):
         fg_iou_thresh, bg_iou_thresh: matcher thresholds.
         topk_candidates: (anchor, class) pairs kept per level before NMS.
         **kwargs: passed to :class:`GeneralizedRCNNTransform` (e.g. ``size_divisible``).
+
+    Training returns the ``{"classification", "bbox_regression"}`` losses; see :class:`OneStageDetector`.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, min_size: int = 800, max_size: int = 1333,
@@ -234,11 +235,7 @@ class RetinaNet(nn.Module):
                  detections_per_img: int = 300, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.4,
                  topk_candidates: int = 1000, **kwargs: Any) -> None:
         super().__init__()
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of output channels "
-                "(assumed to be the same for all the levels)"
-            )
+        require_out_channels(backbone)
         if anchor_generator is None:
             anchor_generator = _default_anchorgen()
         if head is None:
@@ -250,11 +247,7 @@ class RetinaNet(nn.Module):
         self.head = head
         self.proposal_matcher = proposal_matcher
         self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std, **kwargs)
+        self.transform = detection_transform(min_size, max_size, image_mean, image_std, **kwargs)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -263,13 +256,16 @@ class RetinaNet(nn.Module):
     def compute_loss(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
                      anchors: List[Tensor]) -> Dict[str, Tensor]:
         """Match anchors to ground truth by IoU, then the head's losses."""
-        matched_idxs = []
-        for anchors_i, target in zip(anchors, targets):
-            if target["boxes"].numel() == 0:
-                matched_idxs.append(torch.full((anchors_i.size(0),), -1, dtype=torch.int64, device=anchors_i.device))
-            else:
-                matched_idxs.append(self.proposal_matcher(box_iou(target["boxes"], anchors_i)))
-        return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
+        return self.head.compute_loss(targets, head_outputs, anchors, self.match_by_iou(targets, anchors))
+
+    def head_losses(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
+                    anchors: List[Tensor], features: List[Tensor]) -> Dict[str, Tensor]:
+        return self.compute_loss(targets, head_outputs, anchors)
+
+    def head_detections(self, head_outputs: Dict[str, Tensor], anchors: List[Tensor], features: List[Tensor],
+                        image_sizes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
+        split_outputs, split_anchors = split_levels(head_outputs, anchors, features)
+        return self.postprocess_detections(split_outputs, split_anchors, image_sizes)
 
     def postprocess_detections(self, head_outputs: Dict[str, List[Tensor]], anchors: List[List[Tensor]],
                                image_shapes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
@@ -300,40 +296,6 @@ class RetinaNet(nn.Module):
             boxes = clip_boxes_to_image(boxes, image_shape)
             detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img))
         return detections
-
-    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
-                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
-        """Training: ``{"classification", "bbox_regression"}`` losses. Eval: per image
-        ``{"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] int64}`` in the input image's pixels.
-
-        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
-        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
-        """
-        if torch.jit.is_scripting():
-            image_list = validate_image_list(images, targets, self.training)
-        else:
-            image_list = validate_inputs(images, targets, training=self.training)
-        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
-        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
-        batch, targets = self.transform(image_list, targets)
-        features = as_feature_list(self.backbone(batch.tensors))
-        head_outputs = self.head(features)
-        anchors = self.anchor_generator(batch, features)
-        losses: Dict[str, Tensor] = {}
-        detections: List[Dict[str, Tensor]] = []
-        if self.training:
-            assert targets is not None
-            losses = self.compute_loss(targets, head_outputs, anchors)
-        else:
-            sizes = level_sizes(features, head_outputs["cls_logits"].shape[1])
-            split_outputs = {k: list(v.split(sizes, dim=1)) for k, v in head_outputs.items()}
-            split_anchors = [list(a.split(sizes)) for a in anchors]
-            detections = self.postprocess_detections(split_outputs, split_anchors, batch.image_sizes)
-            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
-        if torch.jit.is_scripting():
-            return losses, detections
-        else:
-            return model_outputs(self.training, losses, detections)
 
 
 def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,

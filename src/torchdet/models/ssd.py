@@ -22,12 +22,10 @@ from torchdet.backbones.fpn import _channels_last_on_cpu, _validate_trainable_la
 from torchdet.backbones.vgg import VGG, vgg16
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.default_boxes import DefaultBoxGenerator
-from torchdet.models.dense_prediction import (as_feature_list, backbone_features, flatten_head_output, model_outputs,
-                                              select_detections, topk_per_column)
+from torchdet.models.dense_prediction import backbone_features, flatten_head_output, select_detections, topk_per_column
 from torchdet.models.matcher import SSDMatcher
-from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import validate_image_list, validate_inputs
-from torchdet.ops.boxes import box_iou, clip_boxes_to_image
+from torchdet.models.one_stage import OneStageDetector, detection_transform
+from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.weights.backbone import VGG16_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import SSD300_VGG16_Weights
@@ -143,7 +141,7 @@ def hard_negative_mask(cls_loss: Tensor, foreground: Tensor, neg_to_pos_ratio: f
     return rank < num_negative
 
 
-class SSD(nn.Module):
+class SSD(OneStageDetector):
     """SSD: fixed-size resize -> backbone feature maps -> per-map heads -> losses or per-class top-k + NMS.
 
     Args:
@@ -160,6 +158,8 @@ class SSD(nn.Module):
         topk_candidates: boxes kept per class before NMS.
         positive_fraction: the share of positives in the classification loss (0.25: 3 negatives each).
         **kwargs: passed to :class:`GeneralizedRCNNTransform`.
+
+    Training returns the ``{"bbox_regression", "classification"}`` losses; see :class:`OneStageDetector`.
     """
 
     def __init__(self, backbone: nn.Module, anchor_generator: DefaultBoxGenerator, size: Tuple[int, int],
@@ -184,12 +184,8 @@ class SSD(nn.Module):
             head = SSDHead(out_channels, self.anchor_generator.num_anchors_per_location(), num_classes)
         self.head = head
         self.proposal_matcher = SSDMatcher(iou_thresh)
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min(size), max(size), image_mean, image_std, size_divisible=1,
-                                                  fixed_size=size, **kwargs)
+        self.transform = detection_transform(min(size), max(size), image_mean, image_std, size_divisible=1,
+                                             fixed_size=size, **kwargs)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -242,43 +238,13 @@ class SSD(nn.Module):
                                                 self.detections_per_img))
         return detections
 
-    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None
-                ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
-        """Training: ``{"bbox_regression", "classification"}`` losses. Eval: per image
-        ``{"boxes", "scores", "labels"}`` in the input image's pixels.
+    def head_losses(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
+                    anchors: List[Tensor], features: List[Tensor]) -> Dict[str, Tensor]:
+        return self.compute_loss(targets, head_outputs, anchors, self.match_by_iou(targets, anchors))
 
-        ``images`` is a list of ``[3, H, W]`` float tensors in 0..1 (eager mode also takes one
-        ``[B, 3, H, W]`` tensor). Scripted, the model returns ``(losses, detections)``.
-        """
-        if torch.jit.is_scripting():
-            image_list = validate_image_list(images, targets, self.training)
-        else:
-            image_list = validate_inputs(images, targets, training=self.training)
-        # Sizes as the shapes give them: ints, or traced values while tracing (kept dynamic).
-        original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
-        batch, targets = self.transform(image_list, targets)
-        features = as_feature_list(self.backbone(batch.tensors))
-        head_outputs = self.head(features)
-        anchors = self.anchor_generator(batch, features)
-        losses: Dict[str, Tensor] = {}
-        detections: List[Dict[str, Tensor]] = []
-        if self.training:
-            assert targets is not None
-            matched_idxs: List[Tensor] = []
-            for anchors_i, target in zip(anchors, targets):
-                if target["boxes"].numel() == 0:
-                    matched_idxs.append(torch.full((anchors_i.size(0),), -1, dtype=torch.int64,
-                                                   device=anchors_i.device))
-                else:
-                    matched_idxs.append(self.proposal_matcher(box_iou(target["boxes"], anchors_i)))
-            losses = self.compute_loss(targets, head_outputs, anchors, matched_idxs)
-        else:
-            detections = self.postprocess_detections(head_outputs, anchors, batch.image_sizes)
-            detections = self.transform.postprocess(detections, batch.image_sizes, original_image_sizes)
-        if torch.jit.is_scripting():
-            return losses, detections
-        else:
-            return model_outputs(self.training, losses, detections)
+    def head_detections(self, head_outputs: Dict[str, Tensor], anchors: List[Tensor], features: List[Tensor],
+                        image_sizes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
+        return self.postprocess_detections(head_outputs, anchors, image_sizes)
 
 
 class SSDFeatureExtractorVGG(nn.Module):
