@@ -1,5 +1,8 @@
 """The benchmark's plumbing on the smallest builder (no timing assertions: figures live in `make bench`)."""
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +41,25 @@ def test_latency_without_flops_leaves_the_columns_empty():
                        echo=lambda _: None, flops=False)
     assert r.gflop is None and r.fraction is None
     assert format_table([r]).splitlines()[-1].rstrip().endswith("-")
+
+
+_REF_FAULTS = """
+import resource, torch
+from torchdet.bench.latency import settle_allocator
+torch.set_num_threads(1)
+x, w = torch.randn(1, 256, 100, 136), torch.randn(256, 256, 3, 3)
+settle_allocator()
+with torch.no_grad():
+    for _ in range(2):  # reference_conv_ms's warm-up
+        torch.nn.functional.conv2d(x, w, padding=1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.nn.functional.conv2d(x, w, padding=1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mmap threshold")
+def test_reference_conv_is_timed_without_page_faults():
+    # Unsettled, a new process takes ~10k page faults on every call, warm-up or not.
+    done = subprocess.run([sys.executable, "-c", _REF_FAULTS], capture_output=True, text=True, check=True)
+    assert int(done.stdout.strip().splitlines()[-1]) < 500

@@ -78,10 +78,15 @@ def measure_here(name: str, height: int, width: int, threads: int, runs: int) ->
 
 
 def measure_in_subprocess(name: str, height: int = 480, width: int = 640, threads: int = 2,
-                          runs: int = 2) -> MemoryResult:
-    """Run `measure_here` in a fresh interpreter, so earlier builders do not raise the peak."""
+                          runs: int = 2, tune_allocator: bool = False) -> MemoryResult:
+    """Run `measure_here` in a fresh interpreter, so earlier builders do not raise the peak.
+
+    ``tune_allocator``: the child calls `torchdet.runtime.tune_cpu_allocator` first.
+    """
     command = [sys.executable, "-m", "torchdet.bench.memory", name, "--height", str(height),
                "--width", str(width), "--threads", str(threads), "--runs", str(runs)]
+    if tune_allocator:
+        command.append("--tune-allocator")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"memory child for {name} exited with {done.returncode}: {done.stderr.strip()[-2000:]}")
@@ -99,12 +104,14 @@ def format_memory(results: List[MemoryResult]) -> str:
 
 
 def run_memory(builders: Optional[List[str]] = None, height: int = 480, width: int = 640, threads: int = 2,
-               runs: int = 2, echo: Callable[[str], None] = print) -> List[MemoryResult]:
-    echo(f"\nPeak RSS of eval on one {height}x{width} image ({runs} runs), one fresh process per builder: "
-         f"peak while building, RSS after import+build, peak after eval, and the increment eval adds")
+               runs: int = 2, tune_allocator: bool = False,
+               echo: Callable[[str], None] = print) -> List[MemoryResult]:
+    allocator = "tuned allocator" if tune_allocator else "default allocator"
+    echo(f"\nPeak RSS of eval on one {height}x{width} image ({runs} runs, {allocator}), one fresh process per "
+         f"builder: peak while building, RSS after import+build, peak after eval, and the increment eval adds")
     results = []
     for name in builders or DETECTION_BUILDERS:
-        results.append(measure_in_subprocess(name, height, width, threads, runs))
+        results.append(measure_in_subprocess(name, height, width, threads, runs, tune_allocator))
         table = format_memory(results[-1:]).splitlines()
         echo("\n".join(table if len(results) == 1 else table[-1:]))
     return results
@@ -117,7 +124,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--tune-allocator", action="store_true", help="call torchdet.runtime.tune_cpu_allocator first")
     args = parser.parse_args(argv)
+    if args.tune_allocator:
+        from torchdet.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator(respect_env=False)
     result = measure_here(args.builder, args.height, args.width, args.threads, args.runs)
     print(json.dumps(result.__dict__))
     return 0

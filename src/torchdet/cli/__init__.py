@@ -12,6 +12,9 @@ from typing import List, Optional
 
 # Sub-command modules, in the order `torchdet --help` lists them.
 COMMANDS = ["models", "train", "evaluate", "predict", "export", "benchmark", "demo"]
+# Commands that run models call torchdet.runtime.tune_cpu_allocator first (TORCHDET_TUNE_ALLOCATOR=0
+# turns it off); `benchmark` has its own --tune-allocator, off by default.
+TUNED_COMMANDS = {"train", "evaluate", "predict", "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +40,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in TUNED_COMMANDS:
+        from torchdet.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

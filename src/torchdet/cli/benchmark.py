@@ -30,10 +30,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    tuned = False
+    if args.tune_allocator:
+        from torchdet.runtime import tune_cpu_allocator
+
+        tuned = tune_cpu_allocator(respect_env=False)
+        print("allocator: " + ("tuned (torchdet.runtime.tune_cpu_allocator)" if tuned
+                               else "--tune-allocator does not apply here (not glibc); default allocator"))
     builders = args.builders or None
     size = dict(height=args.height, width=args.width)
     report: Dict[str, Any] = {"torch": torch.__version__, "threads": args.threads, "machine": platform.node(),
-                              "input": [3, args.height, args.width], "repeats": args.repeats}
+                              "input": [3, args.height, args.width], "repeats": args.repeats,
+                              "allocator_tuned": tuned}
 
     if args.profile:
         from torchdet.bench.latency import load_builder
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.memory or args.all:
         from torchdet.bench.memory import run_memory
 
-        report["memory"] = [asdict(r) for r in run_memory(builders, threads=args.threads, **size)]
+        report["memory"] = [asdict(r) for r in run_memory(builders, threads=args.threads, tune_allocator=tuned,
+                                                          **size)]
     if args.compile:
         from torchdet.bench.compile import run_compile
 
@@ -98,6 +107,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--json", type=Path, help="also write every section's results to this JSON file")
+    parser.add_argument("--tune-allocator", action="store_true",
+                        help="first call torchdet.runtime.tune_cpu_allocator, as the other torchdet commands do "
+                             "(off by default, so the ratios against torchvision compare code with code)")
     sections = parser.add_argument_group("sections (default: the latency table alone)")
     sections.add_argument("--latency", action="store_true", help="the latency table, alongside other sections")
     sections.add_argument("--no-flops", action="store_true",
