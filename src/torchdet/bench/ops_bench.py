@@ -52,27 +52,33 @@ def interleaved_ms(variants: Dict[str, Callable[[], object]], repeats: int) -> D
 
 
 def captured_nms_calls(builder_name: str) -> List[NMSCall]:
-    """The ``batched_nms`` arguments of one eval forward of an SSD builder on a random image."""
+    """The final-NMS arguments of one eval forward of an SSD builder on a random image.
+
+    The one-stage models call ``batched_nms_top`` (the head of ``batched_nms``); its boxes,
+    scores, classes and threshold are what ``bench_nms`` then runs through ``batched_nms``.
+    """
     from torchdet.bench.fill import fill_state_dict
     from torchdet.models import dense_prediction
     from torchdet.weights.registry import get_model_builder
 
     calls: List[NMSCall] = []
-    original = dense_prediction.batched_nms
+    original = dense_prediction.batched_nms_top
 
-    def spy(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    def spy(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, max_kept: int) -> Tensor:
         calls.append((boxes.clone(), scores.clone(), idxs.clone(), iou_threshold))
-        return original(boxes, scores, idxs, iou_threshold)
+        return original(boxes, scores, idxs, iou_threshold, max_kept)
 
     model = get_model_builder(builder_name)(weights=None, weights_backbone=None).eval()
     fill_state_dict(model, 3)
     image = torch.rand(3, 480, 640, generator=torch.Generator().manual_seed(0))
-    dense_prediction.batched_nms = spy
+    dense_prediction.batched_nms_top = spy
     try:
         with torch.no_grad():
             model([image])
     finally:
-        dense_prediction.batched_nms = original
+        dense_prediction.batched_nms_top = original
+    if not calls:
+        raise RuntimeError(f"{builder_name} made no batched_nms_top call to capture; has its postprocess changed?")
     return calls
 
 
