@@ -25,3 +25,16 @@ def test_no_cxx_compiler_is_reported(monkeypatch):
                                      echo=lambda _: None)
     assert r.error.startswith("failed: no C++ compiler")
     assert "no C++ compiler" in bench_compile.format_compile([r])
+
+
+def test_detections_agree_ignores_order_but_not_values():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 30.0]])
+    a = {"boxes": boxes, "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.8])}
+    swapped = {k: v.flip(0) for k, v in a.items()}
+    assert bench_compile.detections_agree(a, swapped)
+    moved = dict(a, boxes=boxes + torch.tensor([[0.0, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, 0.0]]))
+    assert not bench_compile.detections_agree(a, moved)
+    relabelled = dict(a, labels=torch.tensor([1, 3]))
+    assert not bench_compile.detections_agree(a, relabelled)
+    fewer = {k: v[:1] for k, v in a.items()}
+    assert not bench_compile.detections_agree(a, fewer)

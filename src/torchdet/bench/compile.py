@@ -117,9 +117,25 @@ def measure_compile(name: str, image: torch.Tensor, target: str = "backbone", re
     result.compile_s = max(first_ms - result.compiled_ms, 0.0) / 1000
     result.speedup = result.eager_ms / result.compiled_ms
     result.compiled_in_conv_refs = result.compiled_ms / result.conv_ref_ms
-    result.same_detections = (len(out["boxes"]) == len(eager_out["boxes"])
-                              and torch.allclose(out["boxes"], eager_out["boxes"], atol=1e-2, rtol=1e-3))
+    result.same_detections = detections_agree(out, eager_out)
     return result
+
+
+def detections_agree(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], score_tol: float = 1e-3,
+                     box_tol: float = 0.05, min_fraction: float = 0.99) -> bool:
+    """The parity oracle's rule for one image's detections: equal counts, and at least
+    ``min_fraction`` of ``a``'s boxes have a box in ``b`` with the same label, a score within
+    ``score_tol`` and every corner within ``box_tol`` px. Order does not matter: near-equal
+    scores may swap places when the arithmetic changes (as a compiled graph's does).
+    """
+    if a["boxes"].shape != b["boxes"].shape:
+        return False
+    if a["boxes"].shape[0] == 0:
+        return True
+    corners = (a["boxes"][:, None, :] - b["boxes"][None, :, :]).abs().amax(dim=-1) <= box_tol  # [Na, Nb]
+    labels = a["labels"][:, None] == b["labels"][None, :]
+    scores = (a["scores"][:, None] - b["scores"][None, :]).abs() <= score_tol
+    return bool((corners & labels & scores).any(dim=1).float().mean() >= min_fraction)
 
 
 def format_compile(results: List[CompileResult]) -> str:
