@@ -11,6 +11,7 @@ from oracle.fill import manifest
 from torchdet.backbones.fpn import (
     BackboneWithFPN,
     _mobilenet_extractor,
+    _resnet50_fpn_p3p7,
     _resnet_fpn_extractor,
     _validate_trainable_layers,
     mobilenet_backbone,
@@ -46,6 +47,36 @@ def test_resnet_fpn_keys_match_torchvision(builder, fpn_norm, returned_layers, e
         resnet50(norm_layer=nn.BatchNorm2d), 5, returned_layers, extra_blocks, norm_layer=fpn_norm
     )
     _assert_backbone_keys(backbone, builder)
+
+
+@pytest.mark.parametrize("builder, p6_from_c5", [("retinanet_resnet50_fpn", False), ("retinanet_resnet50_fpn_v2", True)])
+def test_resnet50_fpn_p3p7_keys_and_levels(builder, p6_from_c5):
+    torch.manual_seed(0)
+    backbone = _resnet50_fpn_p3p7(None, False, False, None, p6_from_c5=p6_from_c5).eval()
+    _assert_backbone_keys(backbone, builder)
+    assert backbone.fpn.extra_blocks.use_P5 is not p6_from_c5
+    # No weights: plain BatchNorm2d and every stage trains.
+    assert type(backbone.body.bn1) is nn.BatchNorm2d and all(p.requires_grad for p in backbone.parameters())
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 128, 128))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "0": (1, 256, 16, 16), "1": (1, 256, 8, 8), "2": (1, 256, 4, 4), "p6": (1, 256, 2, 2), "p7": (1, 256, 1, 1),
+    }
+
+
+def test_resnet50_fpn_p3p7_pretrained_defaults():
+    # Detector weights given (so weights_backbone is None): frozen statistics, layer2..layer4 train.
+    backbone = _resnet50_fpn_p3p7(None, False, True, None)
+    assert isinstance(backbone.body.bn1, FrozenBatchNorm2d)
+    assert {n.split(".")[0] for n, p in backbone.body.named_parameters() if p.requires_grad} == {
+        "layer2", "layer3", "layer4"}
+    assert all(p.requires_grad for p in backbone.fpn.parameters())
+    v2 = _resnet50_fpn_p3p7(None, False, True, 5, norm_layer=nn.BatchNorm2d)
+    assert type(v2.body.bn1) is nn.BatchNorm2d and all(p.requires_grad for p in v2.parameters())
+    with pytest.warns(UserWarning, match="trainable_backbone_layers=5"):
+        _resnet50_fpn_p3p7(None, False, False, 2)
+    with pytest.raises(ValueError, match="got 6"):
+        _resnet50_fpn_p3p7(None, False, True, 6)
 
 
 @pytest.mark.parametrize("builder", ["fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"])

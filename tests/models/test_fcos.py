@@ -1,32 +1,21 @@
 """FCOS: parity with torchvision (oracle), the location matcher, losses and input checks."""
-from collections import OrderedDict
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn, match_locations
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.hub import CheckpointDownloadError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per test process: the suite runs under xdist on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def golden():
-    case, model, detections, losses = run_case(fcos_resnet50_fpn, "fcos_resnet50_fpn")
-    assert case["train_kwargs"] == case["kwargs"]
-    return case, model, detections, losses
+def builder():
+    return fcos_resnet50_fpn
 
 
 def test_state_dict_manifest(golden):
@@ -55,8 +44,8 @@ def test_builder_defaults(offline_hub):
     assert str(offline_hub / ResNet50_Weights.IMAGENET1K_V2.file_name) in str(info.value)
 
 
-def test_needs_one_anchor_per_location():
-    backbone = TinyBackbone()
+def test_needs_one_anchor_per_location(make_tiny_backbone):
+    backbone = make_tiny_backbone((32, 32))
     with pytest.raises(ValueError, match="one anchor per location"):
         FCOS(backbone, 3, anchor_generator=AnchorGenerator(((8, 16), (32,)), ((1.0,),) * 2))
 
@@ -89,53 +78,34 @@ def test_match_locations_prefers_the_smaller_box():
 
 # --- a tiny FCOS for behavioural tests ------------------------------------------------------------------
 
-class TinyBackbone(nn.Module):
-    def __init__(self, channels: int = 32) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, channels, 3, stride=4, padding=1)
-        self.down = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-        self.out_channels = channels
-
-    def forward(self, x):
-        c1 = F.relu(self.stem(x))
-        return OrderedDict([("0", c1), ("1", F.relu(self.down(c1)))])
+@pytest.fixture
+def tiny_fcos(make_tiny_backbone):
+    """``tiny_fcos(**kwargs)``: FCOS on two levels (strides 4 and 8, 32 channels), 4 classes, seeded weights."""
+    def build(**kwargs) -> FCOS:
+        anchors = AnchorGenerator(((8,), (16,)), ((1.0,),) * 2)
+        return FCOS(make_tiny_backbone((32, 32)), num_classes=4, min_size=64, max_size=96, anchor_generator=anchors,
+                    **kwargs)
+    return build
 
 
-def tiny_fcos(**kwargs):
-    torch.manual_seed(0)
-    anchors = AnchorGenerator(((8,), (16,)), ((1.0,),) * 2)
-    return FCOS(TinyBackbone(), num_classes=4, min_size=64, max_size=96, anchor_generator=anchors, **kwargs)
-
-
-def _images():
-    g = torch.Generator().manual_seed(1)
-    return [torch.rand(3, 64, 80, generator=g), torch.rand(3, 64, 80, generator=g)]
-
-
-def _targets():
-    return [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1, 3])},
-            {"boxes": torch.tensor([[10.0, 12.0, 50.0, 44.0]]), "labels": torch.tensor([2])}]
-
-
-def test_zero_box_images_train():
+def test_zero_box_images_train(tiny_fcos, tiny_images, tiny_targets):
     model = tiny_fcos().train()
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    losses = model(_images(), [empty, empty])
+    losses = model(tiny_images, [empty, empty])
     assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
     assert losses["bbox_regression"].item() == 0.0 and losses["bbox_ctrness"].item() == 0.0
     assert torch.isfinite(losses["classification"])
-    mixed = model(_images(), [empty, _targets()[1]])
+    mixed = model(tiny_images, [empty, tiny_targets[1]])
     total = sum(mixed.values())
     assert torch.isfinite(total) and mixed["bbox_regression"].item() > 0
     total.backward()
 
 
-def test_eval_outputs_and_batched_input():
+def test_eval_outputs_and_batched_input(tiny_fcos, tiny_images):
     model = tiny_fcos(score_thresh=0.0, detections_per_img=9).eval()
-    images = _images()
     with torch.no_grad():
-        listed = model(images)
-        batched = model(torch.stack(images))
+        listed = model(tiny_images)
+        batched = model(torch.stack(tiny_images))
     for out, again in zip(listed, batched):
         assert out["boxes"].shape == (9, 4) and out["labels"].dtype == torch.int64
         torch.testing.assert_close(out["scores"], again["scores"])
@@ -148,9 +118,9 @@ def test_eval_outputs_and_batched_input():
     (lambda imgs, tg: (imgs, [{"boxes": tg[0]["boxes"]}, tg[1]]), "lacks"),
     (lambda imgs, tg: (imgs[0], tg), "single tensor"),
 ])
-def test_bad_inputs_raise_value_error(make_bad, message):
+def test_bad_inputs_raise_value_error(make_bad, message, tiny_fcos, tiny_images, tiny_targets):
     model = tiny_fcos().train()
-    images, targets = make_bad(_images(), _targets())
+    images, targets = make_bad(tiny_images, tiny_targets)
     with pytest.raises(ValueError, match=message):
         model(images, targets)
 

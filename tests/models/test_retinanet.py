@@ -3,10 +3,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.retinanet import (RetinaNet, RetinaNetClassificationHead, RetinaNetHead,
                                        RetinaNetRegressionHead, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2)
@@ -14,34 +13,25 @@ from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.hub import CheckpointDownloadError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per test process: the suite runs under xdist on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=[retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2],
                 ids=lambda b: b.__name__)
-def golden(request):
-    return (request.param.__name__,) + run_case(request.param, request.param.__name__)
+def builder(request):
+    return request.param
 
 
-def test_state_dict_manifest(golden):
-    name, _, model, _, _ = golden
-    assert_same_manifest(model, name)
+def test_state_dict_manifest(builder, golden):
+    assert_same_manifest(golden.model, builder.__name__)
 
 
 def test_eval_matches_torchvision(golden):
-    _, case, _, detections, _ = golden
-    assert_detections_match(detections, case["eval_outputs"])
+    assert_detections_match(golden.detections, golden.case["eval_outputs"])
 
 
 def test_train_losses_match_torchvision(golden):
-    _, case, _, _, losses = golden
-    assert_losses_match(losses, case["train_losses"])
+    assert_losses_match(golden.losses, golden.case["train_losses"])
 
 
 def test_v2_uses_groupnorm_heads_and_giou():
@@ -71,44 +61,25 @@ def test_builder_defaults_and_weights_error(offline_hub):
 
 # --- a tiny RetinaNet for the fast behavioural tests ---------------------------------------------
 
-class TinyBackbone(nn.Module):
-    """Two levels (strides 4 and 8), ``out_channels`` channels each."""
-
-    def __init__(self, channels: int = 8) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, channels, 3, stride=4, padding=1)
-        self.down = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-        self.out_channels = channels
-
-    def forward(self, x):
-        c1 = F.relu(self.stem(x))
-        return OrderedDict([("0", c1), ("1", F.relu(self.down(c1)))])
+@pytest.fixture
+def tiny_retinanet(make_tiny_backbone):
+    """``tiny_retinanet(**kwargs)``: RetinaNet on two levels (strides 4 and 8, 8 channels), 9 anchors per
+    location, 5 classes, seeded weights."""
+    def build(**kwargs) -> RetinaNet:
+        anchors = AnchorGenerator(((16, 20, 25), (32, 40, 50)), ((0.5, 1.0, 2.0),) * 2)
+        return RetinaNet(make_tiny_backbone(), num_classes=5, min_size=64, max_size=96, anchor_generator=anchors,
+                         **kwargs)
+    return build
 
 
-def tiny_retinanet(**kwargs):
-    torch.manual_seed(0)
-    anchors = AnchorGenerator(((16, 20, 25), (32, 40, 50)), ((0.5, 1.0, 2.0),) * 2)
-    return RetinaNet(TinyBackbone(), num_classes=5, min_size=64, max_size=96, anchor_generator=anchors, **kwargs)
-
-
-def _targets():
-    return [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1, 3])},
-            {"boxes": torch.tensor([[10.0, 12.0, 50.0, 44.0]]), "labels": torch.tensor([2])}]
-
-
-def _images():
-    g = torch.Generator().manual_seed(1)
-    return [torch.rand(3, 64, 80, generator=g), torch.rand(3, 64, 80, generator=g)]
-
-
-def test_zero_box_images_train():
+def test_zero_box_images_train(tiny_retinanet, tiny_images, tiny_targets):
     model = tiny_retinanet().train()
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    losses = model(_images(), [empty, empty])
+    losses = model(tiny_images, [empty, empty])
     assert set(losses) == {"classification", "bbox_regression"}
     assert losses["bbox_regression"].item() == 0.0
     assert torch.isfinite(losses["classification"]) and losses["classification"].item() > 0
-    mixed = model(_images(), [empty, _targets()[1]])
+    mixed = model(tiny_images, [empty, tiny_targets[1]])
     total = sum(mixed.values())
     total.backward()
     assert torch.isfinite(total)
@@ -116,26 +87,25 @@ def test_zero_box_images_train():
 
 
 @pytest.mark.parametrize("loss_type", ["l1", "smooth_l1", "giou"])
-def test_box_loss_types(loss_type):
+def test_box_loss_types(loss_type, tiny_retinanet, tiny_images, tiny_targets):
     model = tiny_retinanet().train()
     model.head.regression_head._loss_type = loss_type
-    losses = model(_images(), _targets())
+    losses = model(tiny_images, tiny_targets)
     assert torch.isfinite(losses["bbox_regression"]) and losses["bbox_regression"].item() > 0
 
 
-def test_unknown_box_loss_type_raises():
+def test_unknown_box_loss_type_raises(tiny_retinanet, tiny_images, tiny_targets):
     model = tiny_retinanet().train()
     model.head.regression_head._loss_type = "l3"
     with pytest.raises(ValueError, match="l3"):
-        model(_images(), _targets())
+        model(tiny_images, tiny_targets)
 
 
-def test_eval_settings_and_batched_input():
+def test_eval_settings_and_batched_input(tiny_retinanet, tiny_images):
     model = tiny_retinanet(score_thresh=0.0, detections_per_img=7, topk_candidates=5).eval()
-    images = _images()
     with torch.no_grad():
-        listed = model(images)
-        batched = model(torch.stack(images))
+        listed = model(tiny_images)
+        batched = model(torch.stack(tiny_images))
     for out in listed:
         assert out["boxes"].shape == (7, 4) and out["labels"].dtype == torch.int64
         assert (out["scores"][:-1] >= out["scores"][1:]).all()
@@ -144,13 +114,13 @@ def test_eval_settings_and_batched_input():
         torch.testing.assert_close(a["boxes"], b["boxes"])
     model.score_thresh = 1.0
     with torch.no_grad():
-        assert all(len(o["boxes"]) == 0 for o in model(images))
+        assert all(len(o["boxes"]) == 0 for o in model(tiny_images))
 
 
-def test_topk_candidates_is_per_level():
+def test_topk_candidates_is_per_level(tiny_retinanet, tiny_images):
     model = tiny_retinanet(score_thresh=0.0, topk_candidates=3, nms_thresh=1.0, detections_per_img=1000).eval()
     with torch.no_grad():
-        out = model(_images()[:1])
+        out = model(tiny_images[:1])
     assert len(out[0]["boxes"]) == 6  # 3 per level, 2 levels, NMS at IoU 1.0 keeps all but exact duplicates
 
 
@@ -162,9 +132,9 @@ def test_topk_candidates_is_per_level():
     (lambda imgs, tg: (imgs, tg[:1]), "1 targets for 2 images"),
     (lambda imgs, tg: ([imgs[0][:1], imgs[1]], tg), "channels"),
 ])
-def test_bad_inputs_raise_value_error(make_bad, message):
+def test_bad_inputs_raise_value_error(make_bad, message, tiny_retinanet, tiny_images, tiny_targets):
     model = tiny_retinanet().train()
-    images, targets = make_bad(_images(), _targets())
+    images, targets = make_bad(tiny_images, tiny_targets)
     with pytest.raises(ValueError, match=message):
         model(images, targets)
 

@@ -1,12 +1,8 @@
 """SSD300-VGG16: parity with torchvision (oracle), hard negative mining, inference and input checks."""
-from collections import OrderedDict
-
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest
 from torchdet.models.default_boxes import DefaultBoxGenerator
 from torchdet.backbones.vgg import make_layers
 from torchdet.models.ssd import SSD, SSDFeatureExtractorVGG, SSDHead, hard_negative_mask, ssd300_vgg16
@@ -14,22 +10,14 @@ from torchdet.weights.backbone import VGG16_Weights
 from torchdet.weights.hub import CheckpointDownloadError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per test process: the suite runs under xdist on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
 @pytest.fixture(scope="module")
-def golden():
-    case, model, detections, losses = run_case(ssd300_vgg16, "ssd300_vgg16")
-    assert case["train_kwargs"] == case["kwargs"]
-    return case, model, detections, losses
+def builder():
+    return ssd300_vgg16
 
 
 def test_state_dict_manifest(golden):
@@ -84,21 +72,14 @@ def test_hard_negative_mask_picks_the_hardest_background():
 
 # --- a tiny SSD for behavioural tests ----------------------------------------------------------------
 
-class TinyBackbone(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, stride=8, padding=1)
-        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-
-    def forward(self, x):
-        c1 = F.relu(self.stem(x))
-        return OrderedDict([("0", c1), ("1", F.relu(self.down(c1)))])
-
-
-def tiny_ssd(**kwargs):
-    torch.manual_seed(0)
-    anchors = DefaultBoxGenerator([[2], [2, 3]], min_ratio=0.2, max_ratio=0.9)
-    return SSD(TinyBackbone(), anchors, (64, 64), num_classes=4, **kwargs)
+@pytest.fixture
+def tiny_ssd(make_tiny_backbone):
+    """``tiny_ssd(**kwargs)``: SSD on two levels (strides 8 and 16, 8 and 16 channels: no ``out_channels``,
+    the head finds them by a dry run), 64 x 64 input, 4 classes, seeded weights."""
+    def build(**kwargs) -> SSD:
+        anchors = DefaultBoxGenerator([[2], [2, 3]], min_ratio=0.2, max_ratio=0.9)
+        return SSD(make_tiny_backbone((8, 16), stride=8), anchors, (64, 64), num_classes=4, **kwargs)
+    return build
 
 
 def _images():
@@ -111,14 +92,14 @@ def _targets():
             {"boxes": torch.tensor([[10.0, 12.0, 50.0, 44.0]]), "labels": torch.tensor([2])}]
 
 
-def test_out_channels_found_by_a_dry_run():
+def test_out_channels_found_by_a_dry_run(tiny_ssd):
     model = tiny_ssd()
     assert isinstance(model.head, SSDHead)
     assert model.head.classification_head.module_list[1].in_channels == 16
     assert model.head.classification_head.module_list[1].out_channels == 6 * 4
 
 
-def test_zero_box_images_train():
+def test_zero_box_images_train(tiny_ssd):
     model = tiny_ssd().train()
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     losses = model(_images(), [empty, empty])
@@ -130,7 +111,7 @@ def test_zero_box_images_train():
     total.backward()
 
 
-def test_eval_settings_and_sizes():
+def test_eval_settings_and_sizes(tiny_ssd):
     model = tiny_ssd(score_thresh=0.0, detections_per_img=11, topk_candidates=4, nms_thresh=1.0).eval()
     images = _images()
     with torch.no_grad():
@@ -150,7 +131,7 @@ def test_eval_settings_and_sizes():
     (lambda imgs, tg: (imgs, [{**tg[0], "boxes": tg[0]["boxes"].flip(1)}, tg[1]]), "x1 < x2"),
     (lambda imgs, tg: ([imgs[0].to(torch.uint8), imgs[1]], tg), "floating point"),
 ])
-def test_bad_inputs_raise_value_error(make_bad, message):
+def test_bad_inputs_raise_value_error(make_bad, message, tiny_ssd):
     model = tiny_ssd().train()
     images, targets = make_bad(_images(), _targets())
     with pytest.raises(ValueError, match=message):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest, run_case
+from _oracle import assert_detections_match, assert_losses_match, assert_same_manifest
 from torchdet.models import ssdlite
 from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights
@@ -11,20 +11,12 @@ from torchdet.weights.detection import SSDLite320_MobileNet_V3_Large_Weights
 from torchdet.weights.hub import CheckpointDownloadError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread per test process: the suite runs under xdist on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def golden():
-    case, model, detections, losses = run_case(ssdlite320_mobilenet_v3_large, "ssdlite320_mobilenet_v3_large")
-    assert case["train_kwargs"] == case["kwargs"]
-    return case, model, detections, losses
+def builder():
+    return ssdlite320_mobilenet_v3_large
 
 
 def test_state_dict_manifest(golden):

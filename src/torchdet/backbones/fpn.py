@@ -3,6 +3,7 @@
 - ``BackboneWithFPN``: ``body`` (an IntermediateLayerGetter) then ``fpn``; ``out_channels`` = 256.
 - ``_resnet_fpn_extractor`` / ``resnet_fpn_backbone``: ResNet stages layer1..layer4 as levels "0".."3"
   (plus "pool").
+- ``_resnet50_fpn_p3p7``: the one-stage detectors' ResNet-50 backbone, levels P3..P5 plus "p6", "p7".
 - ``_mobilenet_extractor`` / ``mobilenet_backbone``: MobileNet ``features`` split at the stride-2
   blocks, the last two stages by default.
 - ``_validate_trainable_layers``: how many stages the detection builders leave trainable.
@@ -25,7 +26,7 @@ from torchdet.backbones.resnet import (
     resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2,
 )
 from torchdet.backbones.intermediate_layers import IntermediateLayerGetter
-from torchdet.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
+from torchdet.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 from torchdet.ops.misc import FrozenBatchNorm2d
 
 __all__ = ["BackboneWithFPN", "resnet_fpn_backbone", "mobilenet_backbone"]
@@ -186,6 +187,31 @@ def resnet_fpn_backbone(
         raise ValueError(f"unknown ResNet backbone_name {backbone_name!r}; choose one of {sorted(_RESNETS)}")
     backbone = _RESNETS[backbone_name](weights=weights, norm_layer=norm_layer)
     return _resnet_fpn_extractor(backbone, trainable_layers, returned_layers, extra_blocks)
+
+
+def _resnet50_fpn_p3p7(
+    weights_backbone: Any,
+    progress: bool,
+    is_trained: bool,
+    trainable_backbone_layers: Optional[int],
+    *,
+    p6_from_c5: bool = False,
+    norm_layer: Optional[NormLayer] = None,
+) -> BackboneWithFPN:
+    """RetinaNet's and FCOS's backbone: ResNet-50 (``weights_backbone`` loaded into it) with an FPN on
+    layer2..layer4, levels "0", "1", "2" (P3-P5, strides 8-32), then "p6" and "p7" (strides 64, 128).
+
+    ``is_trained`` (any pretrained weights) sets the trainable-layers default (3 of 5; all 5 without
+    weights) and, when ``norm_layer`` is None, the ResNet's norm: FrozenBatchNorm2d if trained, else
+    BatchNorm2d. P6 is computed from P5 (the paper), or from C5 when ``p6_from_c5`` (the v2 models).
+    """
+    trainable_layers = _validate_trainable_layers(is_trained, trainable_backbone_layers, 5, 3)
+    if norm_layer is None:
+        norm_layer = _backbone_norm_layer(is_trained)
+    backbone = resnet50(weights=weights_backbone, progress=progress, norm_layer=norm_layer)
+    # P2 is skipped: it would add too many anchors (RetinaNet paper, section 4).
+    extra_blocks = LastLevelP6P7(backbone.inplanes if p6_from_c5 else 256, 256)
+    return _resnet_fpn_extractor(backbone, trainable_layers, returned_layers=[2, 3, 4], extra_blocks=extra_blocks)
 
 
 def _mobilenet_extractor(

@@ -20,15 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
-from torchdet.backbones.resnet import resnet50
+from torchdet.backbones.fpn import _resnet50_fpn_p3p7
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxLinearCoder
 from torchdet.models.dense_prediction import (flatten_head_output, level_sizes, select_detections, split_levels,
                                               topk_per_level)
 from torchdet.models.one_stage import OneStageDetector, detection_transform, require_out_channels, unmatched
 from torchdet.ops.boxes import clip_boxes_to_image
-from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
@@ -297,10 +295,6 @@ def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes
     """FCOS with a ResNet-50-FPN backbone (P3-P7, P6 from P5)."""
     r = resolve_weights("fcos_resnet50_fpn", weights, FCOS_ResNet50_FPN_Weights,
                         weights_backbone, ResNet50_Weights, num_classes)
-    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
-    norm_layer = _backbone_norm_layer(r.is_trained)
-    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=norm_layer)
-    backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
-                                     extra_blocks=LastLevelP6P7(256, 256))
+    backbone = _resnet50_fpn_p3p7(r.weights_backbone, progress, r.is_trained, trainable_backbone_layers)
     model = FCOS(backbone, r.num_classes, **kwargs)
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.backbones.fpn import _backbone_norm_layer, _resnet_fpn_extractor, _validate_trainable_layers
-from torchdet.backbones.resnet import resnet50
+from torchdet.backbones.fpn import _resnet50_fpn_p3p7
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.dense_prediction import (flatten_head_output, select_detections, split_levels, sum_tensors,
@@ -28,7 +27,6 @@ from torchdet.models.dense_prediction import (flatten_head_output, select_detect
 from torchdet.models.matcher import Matcher
 from torchdet.models.one_stage import OneStageDetector, detection_transform, require_out_channels
 from torchdet.ops.boxes import clip_boxes_to_image
-from torchdet.ops.feature_pyramid_network import LastLevelP6P7
 from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.weights.backbone import ResNet50_Weights
@@ -304,12 +302,7 @@ def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_cl
     """RetinaNet with a ResNet-50-FPN backbone (P3-P7, P6 from P5), as in the paper."""
     r = resolve_weights("retinanet_resnet50_fpn", weights, RetinaNet_ResNet50_FPN_Weights,
                         weights_backbone, ResNet50_Weights, num_classes)
-    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
-    norm_layer = _backbone_norm_layer(r.is_trained)
-    backbone = resnet50(weights=r.weights_backbone, progress=progress, norm_layer=norm_layer)
-    # P2 is skipped: it would add too many anchors (paper, section 4).
-    backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
-                                     extra_blocks=LastLevelP6P7(256, 256))
+    backbone = _resnet50_fpn_p3p7(r.weights_backbone, progress, r.is_trained, trainable_backbone_layers)
     model = RetinaNet(backbone, r.num_classes, **kwargs)
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
@@ -322,10 +315,8 @@ def retinanet_resnet50_fpn_v2(*, weights: Any = None, progress: bool = True, num
     trainable BatchNorm2d even with pretrained weights, and ``weights_backbone`` defaults to None."""
     r = resolve_weights("retinanet_resnet50_fpn_v2", weights, RetinaNet_ResNet50_FPN_V2_Weights,
                         weights_backbone, ResNet50_Weights, num_classes)
-    trainable_backbone_layers = _validate_trainable_layers(r.is_trained, trainable_backbone_layers, 5, 3)
-    backbone = resnet50(weights=r.weights_backbone, progress=progress)
-    backbone = _resnet_fpn_extractor(backbone, trainable_backbone_layers, returned_layers=[2, 3, 4],
-                                     extra_blocks=LastLevelP6P7(2048, 256))
+    backbone = _resnet50_fpn_p3p7(r.weights_backbone, progress, r.is_trained, trainable_backbone_layers,
+                                  p6_from_c5=True, norm_layer=nn.BatchNorm2d)
     anchor_generator = _default_anchorgen()
     head = RetinaNetHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0], r.num_classes,
                          norm_layer=partial(nn.GroupNorm, 32))
