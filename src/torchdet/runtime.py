@@ -6,8 +6,10 @@ on free, so the next forward touches brand-new zeroed pages again: on 2 threads,
 ``fasterrcnn_resnet50_fpn`` takes about 180k page faults (700 MiB of fresh pages) per 480x640
 image and a batch of 4 about 1.4M. `tune_cpu_allocator` raises the mmap threshold to 1 GiB and
 the trim threshold to 2 GiB, so those blocks come from malloc's heap and are reused: no faults
-after the first call, about 10-12% off the latency of the ResNet-50 builders, and a peak RSS a
-few % higher (freed memory stays with the process for reuse instead of going back to the OS).
+after the first call. Measured with ``torchdet benchmark`` (2 threads, 480x640): 3-16% off the
+eval latency of the ResNet-50 builders, 20-26% off a training step of 2 images, and a peak RSS
+between 4% lower and 13% higher (freed memory stays with the process for reuse instead of going
+back to the OS).
 
 It changes the whole process, so importing torchdet never does it: the ``torchdet`` commands
 that run models call it (``TORCHDET_TUNE_ALLOCATOR=0`` turns that off), and library users opt in
