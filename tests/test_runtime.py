@@ -9,19 +9,24 @@ from torchdet import runtime
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
-# Frees and re-allocates a 64 MiB tensor and prints the page faults of the second round.
+# A forward's pattern: activations of several sizes above glibc's 32 MiB mmap cap, alive together,
+# then freed; repeated. Prints the page faults of the rounds after the first.
 _FAULTS = """
 import resource, sys, torch
 if sys.argv[1] == "tuned":
     from torchdet.runtime import tune_cpu_allocator
     assert tune_cpu_allocator(respect_env=False)
-def round_():
-    t = torch.empty(16 * 2**20)  # 64 MiB
-    t.fill_(1.0)
-    del t
-round_()
+def forward():
+    acts = []
+    for mib in (40, 48, 56, 64):
+        t = torch.empty(mib * 2**20 // 4)
+        t.fill_(1.0)
+        acts.append(t)
+    del acts
+forward()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-round_()
+for _ in range(3):
+    forward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -33,9 +38,12 @@ def _faults(mode: str) -> int:
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_tuned_allocator_reuses_large_blocks_instead_of_fresh_pages():
-    pages = 64 * 2**20 // 4096
-    assert _faults("default") > pages // 2  # a fresh mmap every time: most pages fault again
-    assert _faults("tuned") < pages // 20  # served from the heap: the pages are already there
+    pages = 3 * (40 + 48 + 56 + 64) * 2**20 // 4096
+    default = _faults("default")
+    assert default > 0.9 * pages  # every block is a fresh mmap, every round
+    # Tuned, the blocks come back from the heap. One may still be re-faulted now and then: the
+    # 64-byte-aligned allocations ask for a little more than a freed block of the same size holds.
+    assert _faults("tuned") < 0.5 * default
 
 
 def test_environment_turns_it_off(monkeypatch):

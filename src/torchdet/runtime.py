@@ -5,8 +5,8 @@ serves every block above a moving threshold (at most 32 MiB) with a fresh ``mmap
 on free, so the next forward touches brand-new zeroed pages again: on 2 threads,
 ``fasterrcnn_resnet50_fpn`` takes about 180k page faults (700 MiB of fresh pages) per 480x640
 image and a batch of 4 about 1.4M. `tune_cpu_allocator` raises the mmap threshold to 1 GiB and
-the trim threshold to 2 GiB, so those blocks come from malloc's heap and are reused: no faults
-after the first call. Measured with ``torchdet benchmark`` (2 threads, 480x640): 3-16% off the
+the trim threshold to 2 GiB, so those blocks come from malloc's heap and are reused: after two
+warm-up calls, no page faults per call for that model at batch 1 or 4. Measured with ``torchdet benchmark`` (2 threads, 480x640): 3-16% off the
 eval latency of the ResNet-50 builders, 20-26% off a training step of 2 images, and a peak RSS
 between 4% lower and 13% higher (freed memory stays with the process for reuse instead of going
 back to the OS).
