@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import torchdet
+from torchdet.weights import hub
 
 PathLike = Union[str, os.PathLike]
 
@@ -105,12 +106,12 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
 
 
 def state_dict_mismatch(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
-    """A sentence describing why `state_dict` does not fit `model`, or None when it fits exactly."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    """A sentence describing why `state_dict` does not fit `model`, or None when it fits.
+
+    The comparison is `torchdet.weights.hub.state_dict_mismatch`'s (BatchNorm step counters aside).
+    """
+    missing, unexpected, reshaped = hub.state_dict_mismatch(model, state_dict)
+    wrong = [f"{k} {checkpoint} vs {own}" for k, checkpoint, own in reshaped]
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
