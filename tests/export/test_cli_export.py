@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Dict, Tuple
 
 import pytest
 import torch
@@ -17,11 +18,17 @@ from torchdet.export.onnx import run_onnx  # noqa: E402
 NAME = "ssdlite320_mobilenet_v3_large"
 
 
-def test_export_command_writes_a_matching_graph(tmp_path: Path) -> None:
+def _run_checkpoint(tmp_path: Path) -> Tuple[Dict[str, Any], torch.nn.Module, Path]:
+    """The oracle case, its filled model, and that model saved as a training run's checkpoint."""
     case = load_case(NAME)
     model = build_filled(get_builder(NAME), case["weights_seed"], **case["kwargs"]).eval()
     checkpoint = tmp_path / "best.pt"
     torch.save({"builder": NAME, "builder_kwargs": dict(case["kwargs"]), "model": model.state_dict()}, checkpoint)
+    return case, model, checkpoint
+
+
+def test_export_command_writes_a_matching_graph(tmp_path: Path) -> None:
+    case, model, checkpoint = _run_checkpoint(tmp_path)
     out = tmp_path / "model.onnx"
     code = main(["export", "--weights", str(checkpoint), "--format", "onnx", "--image-size", "240", "320",
                  "--out", str(out)])
@@ -35,10 +42,7 @@ def test_export_command_writes_a_matching_graph(tmp_path: Path) -> None:
 
 
 def test_export_command_dynamic_takes_any_batch_size(tmp_path: Path) -> None:
-    case = load_case(NAME)
-    model = build_filled(get_builder(NAME), case["weights_seed"], **case["kwargs"]).eval()
-    checkpoint = tmp_path / "best.pt"
-    torch.save({"builder": NAME, "builder_kwargs": dict(case["kwargs"]), "model": model.state_dict()}, checkpoint)
+    case, model, checkpoint = _run_checkpoint(tmp_path)
     out = tmp_path / "model.onnx"
     assert main(["export", "--weights", str(checkpoint), "--image-size", "240", "320", "--dynamic",
                  "--out", str(out)]) == 0

@@ -54,7 +54,12 @@ def _check(model: torch.nn.Module, path: Path, images: torch.Tensor) -> Dict[str
     return outputs
 
 
-def _export_and_check(name: str, tmp_path: Path) -> None:
+# Every builder: the cheap three in `make test`, the rest under `-m slow` (`make test-slow`).
+ALL = FAST + [pytest.param(name, marks=pytest.mark.slow) for name in SLOW]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_export_matches_eager(name: str, tmp_path: Path) -> None:
     model = _model(name)
     image = load_case(name)["images"][0][None]
     assert tuple(image.shape[-2:]) == SIZE
@@ -66,21 +71,11 @@ def _export_and_check(name: str, tmp_path: Path) -> None:
         assert outputs["keypoints"].shape[-1] == 3
 
 
-@pytest.mark.parametrize("name", FAST)
-def test_export_matches_eager(name: str, tmp_path: Path) -> None:
-    _export_and_check(name, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW)
-def test_export_matches_eager_slow(name: str, tmp_path: Path) -> None:
-    _export_and_check(name, tmp_path)
-
-
 OTHER_SIZE = (200, 272)  # neither the export size nor its aspect ratio
 
 
-def _export_dynamic_and_check(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ALL)
+def test_dynamic_export_matches_eager_at_other_sizes_and_batches(name: str, tmp_path: Path) -> None:
     """Exported once with free B, H, W; checked at the export size and at another size, batch 2."""
     model = _model(name)
     path = to_onnx(model, tmp_path / f"{name}.onnx", image_size=SIZE, dynamic=True)
@@ -91,17 +86,6 @@ def _export_dynamic_and_check(name: str, tmp_path: Path) -> None:
     outputs = _check(model, path, other)
     if "masks" in outputs:
         assert outputs["masks"].shape[-2:] == OTHER_SIZE
-
-
-@pytest.mark.parametrize("name", FAST)
-def test_dynamic_export_matches_eager_at_other_sizes_and_batches(name: str, tmp_path: Path) -> None:
-    _export_dynamic_and_check(name, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW)
-def test_dynamic_export_matches_eager_at_other_sizes_and_batches_slow(name: str, tmp_path: Path) -> None:
-    _export_dynamic_and_check(name, tmp_path)
 
 
 def test_torch_onnx_export_as_in_torchvision_docs(tmp_path: Path) -> None:

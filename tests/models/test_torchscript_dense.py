@@ -65,14 +65,8 @@ def _check_scripted(name: str) -> None:
         torch.testing.assert_close(value, expected_losses[key])
 
 
-@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("name", FAST + [pytest.param(name, marks=pytest.mark.slow) for name in SLOW])
 def test_scripted_matches_eager(name: str) -> None:
-    _check_scripted(name)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW)
-def test_scripted_matches_eager_slow(name: str) -> None:
     _check_scripted(name)
 
 

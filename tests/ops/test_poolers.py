@@ -1,7 +1,7 @@
 """MultiScaleRoIAlign: level mapping, scale inference, and equality with per-level roi_align."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 import torch
@@ -64,14 +64,21 @@ def per_level_reference(
     return out
 
 
+def random_boxes(seed: int, counts: Tuple[int, ...], aspect: float = 1.0) -> List[torch.Tensor]:
+    """Per image ``[n, 4]`` boxes at random corners in 0..200, of width 8..512 px (every level)
+    and height ``aspect`` times that."""
+    g = torch.Generator().manual_seed(seed)
+    boxes = []
+    for n in counts:
+        xy = torch.rand(n, 2, generator=g) * 200
+        side = 2 ** (torch.rand(n, 1, generator=g) * 6 + 3)
+        boxes.append(torch.cat([xy, xy + side * torch.tensor([1.0, aspect])], dim=1))
+    return boxes
+
+
 def test_matches_per_level_roi_align_in_input_order() -> None:
     x = fpn_features()
-    g = torch.Generator().manual_seed(1)
-    boxes = []
-    for n in (9, 6):
-        xy = torch.rand(n, 2, generator=g) * 200
-        side = 2 ** (torch.rand(n, 1, generator=g) * 6 + 3)  # 8 .. 512 px: every level
-        boxes.append(torch.cat([xy, xy + side * torch.tensor([1.0, 0.7])], dim=1))
+    boxes = random_boxes(1, (9, 6), aspect=0.7)
     boxes[0] = torch.cat([boxes[0], torch.tensor([square(50), square(150, 9, 9), square(300, 5, 1), square(600)])])
     pooler = MultiScaleRoIAlign(NAMES, 5, sampling_ratio=2)
     out = pooler(x, boxes, [(256, 320), (250, 300)])
@@ -131,12 +138,7 @@ def test_no_listed_feature_and_repr() -> None:
 def test_scripted_pooler_matches_eager() -> None:
     """Scripted, each level is pooled by its own roi_align call; eager pools all levels in one pass."""
     x = fpn_features()
-    g = torch.Generator().manual_seed(2)
-    boxes = []
-    for n in (7, 5):
-        xy = torch.rand(n, 2, generator=g) * 200
-        side = 2 ** (torch.rand(n, 1, generator=g) * 6 + 3)
-        boxes.append(torch.cat([xy, xy + side], dim=1))
+    boxes = random_boxes(2, (7, 5))
     pooler = MultiScaleRoIAlign(NAMES, 4, sampling_ratio=2)
     scripted = torch.jit.script(pooler)
     shapes = [(256, 320), (250, 300)]
