@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from torchdet.atomic import atomic_path
 from torchdet.engine import distributed
 from torchdet.engine.builders import build_model, builder_accepts, get_builder, model_outputs
 from torchdet.engine.checkpoint import load_checkpoint, require_training_checkpoint, state_dict_mismatch
@@ -246,10 +247,8 @@ def _lower_model_threshold(model: nn.Module, score_thresh: float) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(_json_safe(obj), f)
-    os.replace(tmp, path)
 
 
 def _json_safe(obj: Any) -> Any:

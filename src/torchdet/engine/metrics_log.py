@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from torchdet.atomic import atomic_path
+
 PathLike = Union[str, os.PathLike]
 Row = Dict[str, float]
 
@@ -39,13 +41,11 @@ def write_metrics(rows: Sequence[Row], path: PathLike) -> None:
     for row in rows:
         columns += [k for k in row if k not in columns]
     columns.sort(key=lambda c: (c != "epoch", c != "lr", c != "time_s", c))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _format(row.get(k, math.nan)) for k in columns})
-    os.replace(tmp, path)
 
 
 def _format(value: float) -> str:
@@ -105,8 +105,7 @@ def plot_metrics(rows: Sequence[Row], path: PathLike) -> Optional[Path]:
     for ax in (ax_loss, ax_ap):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from torchdet.atomic import atomic_path
 from torchdet.export.keypoints import traceable_keypoint_decoding
 
 __all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
@@ -131,7 +132,6 @@ def to_onnx(
     if opset < 11:
         raise ValueError(f"opset must be 11 or higher (NonMaxSuppression, RoiAlign), got {opset}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if dynamic:
         batch_size = 1  # traced on one image; the batch axis comes from the Loop (batch_loop.py)
     wrapper = DeployableDetector(model)
@@ -146,8 +146,7 @@ def to_onnx(
         dynamic_axes = {"images": {2: "height", 3: "width"}}
         if "masks" in names:
             dynamic_axes["masks"] = {3: "height", 4: "width"}
-    partial = path.with_name(path.name + ".partial")  # the file appears whole or not at all
-    try:
+    with atomic_path(path) as partial:  # the file appears whole or not at all
         with torch.no_grad(), decoding, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values; the graph is checked by tests
             torch.onnx.export(
@@ -160,9 +159,6 @@ def to_onnx(
             from torchdet.export.batch_loop import loop_over_batch
 
             onnx.save(loop_over_batch(onnx.load(str(partial))), str(partial))
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
