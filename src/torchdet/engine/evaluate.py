@@ -31,6 +31,7 @@ class EvalResult:
     detections: List[Dict[str, Any]]
     losses: Dict[str, float] = field(default_factory=dict)
     num_images: int = 0
+    ground_truth: Any = None  # the pycocotools COCO the detections were scored against
 
     def flat(self) -> Dict[str, float]:
         """`{"bbox/AP": ..., "val/loss_classifier": ...}` for the metrics log."""
@@ -191,7 +192,8 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
                       f"lacks them; evaluating {chosen}", stacklevel=2)
     with contextlib.redirect_stdout(io.StringIO()):
         metrics = evaluate_coco(coco_gt, all_results, chosen, image_ids=all_ids)
-    return EvalResult(coco=metrics, detections=all_results, losses=losses, num_images=len(all_ids))
+    return EvalResult(coco=metrics, detections=all_results, losses=losses, num_images=len(all_ids),
+                      ground_truth=coco_gt)
 
 
 def _as_list(label_map: Mapping[int, int]) -> List[int]:
