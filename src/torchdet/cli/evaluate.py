@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
                  fmt=args.format, images=args.images, split=args.split, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, iou_types=args.iou_types,
                  skip_bad_images=args.skip_bad_images, confusion_iou=args.confusion_iou,
-                 confusion_score=args.confusion_score,
+                 confusion_score=args.confusion_score, classes_by_position=args.match_classes_by_position,
                  overrides=model_kwargs(args.model_arg, min_size=args.min_size, max_size=args.max_size))
     return 0
 
@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="IoU at which a detection matches a ground-truth box in the confusion matrix (0.5)")
     parser.add_argument("--confusion-score", type=float, default=0.5, metavar="SCORE",
                         help="detections below this score are left out of the confusion matrix (0.5)")
+    parser.add_argument("--match-classes-by-position", action="store_true",
+                        help="the checkpoint's class names differ from the dataset's but mean the same classes in "
+                             "the same order: match them by position (default: by name; differing names are refused)")
     parser.add_argument("--batch-size", type=int, default=2)
     add_model_args(parser)
     add_workers(parser, default=2)
