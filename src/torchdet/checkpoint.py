@@ -1,132 +1,237 @@
-"""Training checkpoints: one dict per file, written atomically, loaded with clear errors.
+"""The run checkpoint: the file `torchdet train` writes (RUN/last.pt, RUN/best.pt) and every
+command reads. `RunCheckpoint` alone reads and writes it, and migrates older files on reading.
 
-A checkpoint is a plain dict (``torch.save``), readable by anything that understands
-``{"model": state_dict}``:
+On disk it is one flat dict (``torch.save``), so anything that understands
+``{"model": state_dict}`` (``torchdet.weights``, torchvision-style loaders) reads its weights::
 
-- ``model``: the weights to run inference with (the EMA weights when EMA is on);
-- ``builder``, ``builder_kwargs``, ``categories``: enough to rebuild the model with no other
-  input (``categories`` is a list of ``{"id", "name"}`` in label order, label ``i + 1`` is
-  ``categories[i]``; label 0 is background);
-- ``epoch``: the number of finished epochs;
-- for resuming: ``train_model`` (raw weights when EMA is on), ``optimizer``, ``scheduler``,
-  ``scaler``, ``ema``, ``rng``, ``best_metric``, ``config``;
-- ``torchdet_version``.
+    schema_version, torchdet_version, model, builder, builder_kwargs, categories, category_ids,
+    epoch, extra, and for resuming: train_model, optimizer, scheduler, scaler, ema,
+    rng_per_rank, best_metric, config
+
+Schema versions: 0 is every file written before the version was recorded (categories with or
+without the background, one ``rng`` entry); 1 is the layout above.
 """
 from __future__ import annotations
 
+import errno
+import math
 import os
-import random
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
-import numpy as np
 import torch
+from torch import Tensor
 
-import torchdet
-from torchdet.weights import hub
+from torchdet import __version__
+from torchdet.atomic import atomic_path
+
+__all__ = ["SCHEMA_VERSION", "BACKGROUND", "CheckpointError", "CheckpointWriteError", "ModelSpec",
+           "TrainingState", "RunCheckpoint"]
 
 PathLike = Union[str, os.PathLike]
+StateDict = Dict[str, Tensor]
 
-# Keys every torchdet training checkpoint has.
-REQUIRED_KEYS = ("model", "builder", "builder_kwargs", "categories")
+SCHEMA_VERSION = 1
+BACKGROUND = "__background__"
 
 
-def save_checkpoint(checkpoint: Dict[str, Any], path: PathLike) -> Path:
-    """Write `checkpoint` to `path` atomically: a temp file in the same folder, then os.replace.
+class CheckpointError(ValueError):
+    """A file is not a usable torchdet run checkpoint: unreadable, foreign, inconsistent, or newer."""
 
-    A reader (or a Ctrl-C) never sees a half-written file: `path` holds either the previous
-    checkpoint or the new one.
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
+
+
+@dataclass
+class ModelSpec:
+    """How to rebuild the model: builder name and kwargs, and the class names by label.
+
+    `categories[label]` is the name of `label` (index 0 is "__background__");
+    `category_ids[label]` is the dataset's category id (index 0 unused).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = {**checkpoint, "torchdet_version": torchdet.__version__}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    builder: str
+    kwargs: Dict[str, Any]
+    categories: List[str]
+    category_ids: List[int] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Read a torchdet checkpoint, raising ValueError that names the file when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the path to a .pt file "
-                                "written by `torchdet train` (e.g. RUN/last.pt)")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated file, not a torch file, ...
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {type(e).__name__}: {e}") from e
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        kind = type(checkpoint).__name__
-        keys = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else []
-        raise ValueError(f"{str(path)!r} is not a torchdet checkpoint: expected a dict with a 'model' "
-                         f"state_dict, got a {kind}" + (f" with keys {keys}" if keys else ""))
-    return checkpoint
+@dataclass
+class TrainingState:
+    """What resuming needs beyond the inference weights.
 
-
-def require_training_checkpoint(checkpoint: Dict[str, Any], path: PathLike) -> None:
-    """Check that `checkpoint` records how to rebuild its model (builder, kwargs, categories)."""
-    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} lacks {missing}: it holds weights only. Pass --model "
-                         "NAME (and --num-classes) to say which architecture they belong to, or use a "
-                         "checkpoint written by `torchdet train`")
-
-
-def capture_rng_state() -> Dict[str, Any]:
-    """The state of every random generator training touches (python, numpy, torch, cuda)."""
-    state: Dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Dict[str, Any]) -> None:
-    """Put back what `capture_rng_state` saved."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states: List[torch.Tensor] = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-
-
-def state_dict_mismatch(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
-    """A sentence describing why `state_dict` does not fit `model`, or None when it fits.
-
-    The comparison is `torchdet.weights.hub.state_dict_mismatch`'s (BatchNorm step counters aside).
+    `train_model` holds the raw weights when EMA is on (the checkpoint's `model` is then the
+    EMA); `ema` is `ModelEMA.state_dict()` without its module; `rng_per_rank[r]` is process
+    r's random states; `config` is `TrainConfig` as a dict.
     """
-    missing, unexpected, reshaped = hub.state_dict_mismatch(model, state_dict)
-    wrong = [f"{k} {checkpoint} vs {own}" for k, checkpoint, own in reshaped]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-    if wrong:
-        parts.append(f"{len(wrong)} shape mismatches (checkpoint vs model, e.g. {wrong[:3]})")
-    return "; ".join(parts) or None
+
+    optimizer: Dict[str, Any]
+    scheduler: Dict[str, Any]
+    config: Dict[str, Any]
+    train_model: Optional[StateDict] = None
+    scaler: Optional[Dict[str, Any]] = None
+    ema: Optional[Dict[str, Any]] = None
+    rng_per_rank: List[Dict[str, Any]] = field(default_factory=list)
+    best_metric: float = -math.inf
 
 
-def load_model_weights(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str) -> None:
-    """Load `state_dict` strictly, with an error naming `source` and what does not fit."""
-    problem = state_dict_mismatch(model, state_dict)
-    if problem:
-        raise ValueError(f"the weights in {source} do not fit {type(model).__name__}: {problem}. "
-                         "The checkpoint was probably trained with another architecture or number of "
-                         "classes; pass the matching --model / --num-classes or another checkpoint")
-    model.load_state_dict(state_dict)
+@dataclass
+class RunCheckpoint:
+    """A training run's checkpoint (schema `SCHEMA_VERSION`).
+
+    `model` is the state_dict to run inference with (the EMA weights when EMA is on).
+    `builder` and `builder_kwargs` rebuild the model; None for a weights-only file.
+    `categories[label]` is the class name of `label`, label 0 being "__background__", so
+    ``len(categories) == builder_kwargs["num_classes"]`` (torchvision's weights meta uses the same
+    convention); `category_ids[label]` is the dataset's id of that class (index 0: 0).
+    `epoch` counts finished epochs. `training` is present in checkpoints that can be resumed.
+    `extra` records how the run was started: "data" (the dataset arguments), "model_kwargs",
+    "num_classes" (as given) and "skeleton" (keypoint index pairs to draw, or None).
+    """
+
+    model: StateDict
+    builder: Optional[str] = None
+    builder_kwargs: Dict[str, Any] = field(default_factory=dict)
+    categories: List[str] = field(default_factory=list)
+    category_ids: List[int] = field(default_factory=list)
+    epoch: int = 0
+    training: Optional[TrainingState] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+    torchdet_version: str = __version__
+    schema_version: int = SCHEMA_VERSION
+
+    # -- what readers ask ---------------------------------------------------------------------
+    def spec(self, source: PathLike = "the checkpoint") -> ModelSpec:
+        """The model it rebuilds; a CheckpointError naming `source` for a weights-only file."""
+        if self.builder is None:
+            raise CheckpointError(f"checkpoint {str(source)!r} holds weights only (no builder, kwargs or classes). "
+                                  "Pass --model NAME (and --num-classes) to say which architecture they belong "
+                                  "to, or use a checkpoint written by `torchdet train`")
+        return ModelSpec(self.builder, dict(self.builder_kwargs), list(self.categories), list(self.category_ids))
+
+    def resumable(self, source: PathLike = "the checkpoint") -> TrainingState:
+        """The training state; a CheckpointError naming `source` when it has none."""
+        self.spec(source)
+        if self.training is None or not self.extra.get("data"):
+            raise CheckpointError(f"{str(source)!r} cannot be resumed: it holds inference weights only (no optimizer, "
+                                  "scheduler or run record). Start a new run with --weights to initialise from it")
+        return self.training
+
+    @property
+    def skeleton(self) -> Optional[List[List[int]]]:
+        return self.extra.get("skeleton")
+
+    # -- the file -----------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """The flat dict written to disk (see the module docstring)."""
+        out: Dict[str, Any] = {
+            "schema_version": self.schema_version, "torchdet_version": self.torchdet_version,
+            "model": self.model, "builder": self.builder, "builder_kwargs": dict(self.builder_kwargs),
+            "categories": list(self.categories), "category_ids": list(self.category_ids),
+            "epoch": self.epoch, "extra": dict(self.extra),
+        }
+        if self.training is not None:
+            t = self.training
+            out.update(train_model=t.train_model, optimizer=t.optimizer, scheduler=t.scheduler, scaler=t.scaler,
+                       ema=t.ema, rng_per_rank=list(t.rng_per_rank), best_metric=t.best_metric, config=t.config)
+        return out
+
+    def save(self, path: PathLike) -> Path:
+        """Write to `path` atomically and durably (temporary file, fsync, rename).
+
+        A reader, a Ctrl-C or a full disk never leaves a half-written `path`: it holds the
+        previous checkpoint or the new one.
+        """
+        path = Path(path)
+        try:
+            with atomic_path(path, durable=True) as tmp:
+                torch.save(self.to_dict(), tmp)
+        except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            full = getattr(e, "errno", None) == errno.ENOSPC or any(
+                s in str(e) for s in ("unexpected pos", "file write failed", "No space left"))
+            cause = "the disk is full" if full else f"{type(e).__name__}: {text}"
+            kept = (f"{str(path)!r} still holds the previous checkpoint" if path.exists()
+                    else "nothing was written")
+            raise CheckpointWriteError(f"cannot write the checkpoint {str(path)!r}: {cause}. {kept}. Free some space "
+                                       "(or pass another --out) and resume from the last checkpoint") from e
+        return path
+
+    @classmethod
+    def load(cls, path: PathLike, map_location: Union[str, torch.device] = "cpu") -> "RunCheckpoint":
+        """Read and migrate the checkpoint at `path`, with errors that name it."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the path to a .pt file "
+                                    "written by `torchdet train` (e.g. RUN/last.pt)")
+        try:
+            raw = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - truncated file, not a torch file, ...
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r} ({path.stat().st_size} bytes): it is "
+                                  f"truncated or not a PyTorch file ({type(e).__name__}: {e})") from e
+        return cls.from_dict(raw, path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: PathLike = "<dict>") -> "RunCheckpoint":
+        """The checkpoint in what ``torch.load`` returned, migrated to the current schema."""
+        where = repr(str(source))
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):
+            keys = sorted(map(str, raw))[:8] if isinstance(raw, Mapping) else []
+            raise CheckpointError(f"{where} is not a torchdet checkpoint: expected a dict with a 'model' state_dict, "
+                                  f"got a {type(raw).__name__}" + (f" with keys {keys}" if keys else ""))
+        version = raw.get("schema_version", 0)
+        if not isinstance(version, int) or version < 0:
+            raise CheckpointError(f"{where} has an invalid schema_version {version!r}; it was not written by torchdet")
+        if version > SCHEMA_VERSION:
+            raise CheckpointError(f"{where} has checkpoint schema {version}, written by torchdet "
+                                  f"{raw.get('torchdet_version', '?')}; this torchdet ({__version__}) reads up to "
+                                  f"schema {SCHEMA_VERSION}. Upgrade torchdet to read it")
+        kwargs = dict(raw.get("builder_kwargs") or {})
+        categories, ids = _label_names(raw.get("categories"), raw.get("category_ids"), kwargs.get("num_classes"),
+                                       where)
+        training = None
+        if all(raw.get(k) is not None for k in ("optimizer", "scheduler", "config")):
+            rng = raw.get("rng_per_rank") or ([raw["rng"]] if raw.get("rng") is not None else [])
+            training = TrainingState(optimizer=raw["optimizer"], scheduler=raw["scheduler"], config=dict(raw["config"]),
+                                     train_model=raw.get("train_model"), scaler=raw.get("scaler") or None,
+                                     ema=raw.get("ema"), rng_per_rank=list(rng),
+                                     best_metric=float(raw.get("best_metric", -math.inf)))
+        return cls(model=dict(raw["model"]), builder=raw.get("builder"), builder_kwargs=kwargs,
+                   categories=categories, category_ids=ids, epoch=int(raw.get("epoch") or 0), training=training,
+                   extra=dict(raw.get("extra") or {}), torchdet_version=str(raw.get("torchdet_version", "?")),
+                   schema_version=SCHEMA_VERSION)
+
+
+def _label_names(categories: Any, category_ids: Any, num_classes: Optional[int],
+                 where: str) -> "tuple[List[str], List[int]]":
+    """(names by label with "__background__" first, dataset ids by label) from any schema-0 form.
+
+    Schema 0 wrote the names with the background (what the trainer did) or, as documented,
+    ``[{"id", "name"}]`` without it; both become the one convention here.
+    """
+    items = list(categories or [])
+    names = [c.get("name") if isinstance(c, Mapping) else c for c in items]
+    if not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{where} records categories {items[:5]} that are not class names")
+    ids = list(category_ids) if category_ids else None
+    if ids is None and items and all(isinstance(c, Mapping) and isinstance(c.get("id"), int) for c in items):
+        ids = [int(c["id"]) for c in items]
+    if not names and num_classes:
+        names = [BACKGROUND] + [f"class_{i}" for i in range(1, int(num_classes))]
+    elif names and names[0] != BACKGROUND and (num_classes is None or len(names) == int(num_classes) - 1):
+        names = [BACKGROUND] + names
+        if ids is not None and len(ids) == len(names) - 1:
+            ids = [0] + ids
+    if num_classes is not None and names and len(names) != int(num_classes):
+        raise CheckpointError(f"{where} records {len(names)} categories (with the background) but builder_kwargs "
+                              f"num_classes={num_classes}; the file is inconsistent")
+    ids = [int(i) for i in ids] if ids is not None else list(range(len(names)))
+    if len(ids) != len(names):
+        raise CheckpointError(f"{where} records {len(ids)} category ids for {len(names)} categories")
+    return names, ids

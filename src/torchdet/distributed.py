@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -99,3 +99,18 @@ def mean_over_processes(values: Dict[str, float]) -> Dict[str, float]:
     dist.all_reduce(t)
     t /= info.world_size
     return {k: float(v) for k, v in zip(names, t.tolist())}
+
+
+def resolve_device(name: Optional[str] = None) -> torch.device:
+    """`name` ("cpu", "cuda", "cuda:1", "mps"), or CUDA when available (this process's GPU
+    under torchrun), else the CPU."""
+    if name not in (None, "", "auto"):
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        if device.type == "cuda" and device.index is None and launched_by_torchrun():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")

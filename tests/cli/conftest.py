@@ -6,7 +6,7 @@ from typing import Dict
 import pytest
 import torch
 
-from engine.engine_data import make_tiny_shapes
+from _tiny_shapes import make_tiny_shapes
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def cli_shapes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
 @pytest.fixture(scope="session")
 def toy_run(cli_shapes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch `torchdet train` run of the toy detector."""
-    from engine.toy_detector import BUILDER
+    from _toy_detector import BUILDER
     from torchdet.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "toy"

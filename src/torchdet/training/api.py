@@ -1,52 +1,28 @@
-"""The Python API behind the `torchdet train / evaluate / predict` commands.
+"""`torchdet train` as functions: train a detector into a run folder, or resume a run.
 
-Each function takes what its command takes and writes the same files::
-
-    from torchdet.engine.api import train, evaluate, predict
+    from torchdet.training.api import train, resume
     train("fasterrcnn_mobilenet_v3_large_320_fpn", "train.json", val_data="val.json", epochs=12, out="runs/a")
-    evaluate("runs/a/best.pt", "val.json", out="runs/a/eval")      # metrics.json, detections.json
-    predict("runs/a/best.pt", ["images/"], out="runs/a/pred")      # predictions.json + pictures
+    resume("runs/a/last.pt", epochs=24)
 """
 from __future__ import annotations
 
-import json
-import math
-import os
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Tuple
 
-import torch
 from torch import nn
 
-from torchdet.atomic import atomic_path
-from torchdet.engine import distributed
+from torchdet import distributed
+from torchdet.checkpoint import ModelSpec, RunCheckpoint
+from torchdet.data.formats import category_ids, open_dataset, voc_class_names
 from torchdet.engine.builders import build_model, builder_accepts, get_builder, model_outputs
-from torchdet.engine.checkpoint import load_checkpoint, require_training_checkpoint, state_dict_mismatch
-from torchdet.engine.coco_eval import format_metrics
-from torchdet.engine.datasets import category_ids, open_dataset, voc_class_names
-from torchdet.engine.evaluate import EvalResult, evaluate_model
-from torchdet.engine.loading import load_inference_model
-from torchdet.engine.predict import PredictResult, expand_sources, predict_images
-from torchdet.engine.progress import bars_enabled, echo
-from torchdet.engine.train import ModelSpec, TrainConfig, Trainer, TrainResult, seed_everything
+from torchdet.inference.loading import load_inference_model
+from torchdet.progress import echo
+from torchdet.training.loop import TrainConfig, Trainer, TrainResult
+from torchdet.training.rng import seed_everything
+from torchdet.weights import hub
 
 Log = Callable[[str], None]
-
-
-def resolve_device(name: Optional[str] = None) -> torch.device:
-    """`name` ("cpu", "cuda", "cuda:1", "mps"), or CUDA when available (this process's GPU
-    under torchrun), else the CPU."""
-    if name not in (None, "", "auto"):
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-        if device.type == "cuda" and device.index is None and distributed.launched_by_torchrun():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -56,7 +32,7 @@ def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[st
           model_kwargs: Optional[Dict[str, Any]] = None, num_classes: Optional[int] = None,
           init_weights: Optional[str] = None, weights_backbone: Any = None, device: Optional[str] = None,
           skip_bad_images: bool = False, augment: bool = True, log: Log = echo) -> TrainResult:
-    """Train builder `model` on a dataset and write the run folder `out` (see engine.train)."""
+    """Train builder `model` on a dataset and write the run folder `out` (see training.loop)."""
     config = replace(config or TrainConfig(), epochs=epochs)
     get_builder(model)
     data_args = {"fmt": fmt, "data": str(data), "images": images, "split": split,
@@ -70,29 +46,27 @@ def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[st
 def resume(checkpoint: str, *, epochs: Optional[int] = None, device: Optional[str] = None,
            workers: Optional[int] = None, out: Optional[str] = None, log: Log = echo) -> TrainResult:
     """Continue the run that wrote `checkpoint` (its `last.pt`) exactly where it stopped."""
-    ckpt = load_checkpoint(checkpoint)
-    require_training_checkpoint(ckpt, checkpoint)
-    missing = [k for k in ("optimizer", "scheduler", "config", "extra", "epoch") if ckpt.get(k) is None]
-    if missing:
-        raise ValueError(f"{checkpoint!r} cannot be resumed: it lacks {missing} (it holds inference weights "
-                         "only). Start a new run with --weights to initialise from it instead")
+    ckpt = RunCheckpoint.load(checkpoint)
+    state = ckpt.resumable(checkpoint)
     known = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in known})
+    config = TrainConfig(**{k: v for k, v in state.config.items() if k in known})
     if epochs is not None:
         config = replace(config, epochs=epochs)
     if workers is not None:
         config = replace(config, workers=workers)
-    extra = ckpt["extra"]
+    extra = ckpt.extra
     out_dir = Path(out) if out else Path(checkpoint).parent
-    return _run(ckpt["builder"], dict(extra.get("model_kwargs") or {}), extra.get("num_classes"), extra["data"],
+    return _run(ckpt.spec(checkpoint).builder, dict(extra.get("model_kwargs") or {}), extra.get("num_classes"),
+                extra["data"],
                 config, out_dir, device, resume=(ckpt, str(checkpoint)), init_weights=None, weights_backbone=None,
                 extra=extra, log=log)
 
 
 def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int], data_args: Dict[str, Any],
-         config: TrainConfig, out_dir: Path, device_name: Optional[str], *, resume: Optional[tuple],
+         config: TrainConfig, out_dir: Path, device_name: Optional[str], *,
+         resume: Optional[Tuple[RunCheckpoint, str]],
          init_weights: Optional[str], weights_backbone: Any, extra: Dict[str, Any], log: Log) -> TrainResult:
-    device = resolve_device(device_name)
+    device = distributed.resolve_device(device_name)
     started_group = not distributed.current().enabled
     info = distributed.init_distributed(device)
     started_group = started_group and info.enabled
@@ -102,7 +76,7 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
         if data_args["fmt"] == "voc":  # VOC classes are names: take those of both sets, in one order
             names = voc_class_names(*[d for d in (data_args["data"], data_args.get("val_data")) if d])
         if resume is not None:
-            names = list(resume[0]["categories"][1:])
+            names = list(resume[0].categories[1:])
         train_set = open_dataset(data_args["fmt"], data_args["data"], role="train", images=data_args["images"],
                                  split=data_args["split"], categories=names, with_masks="masks" in outputs,
                                  with_keypoints="keypoints" in outputs,
@@ -129,7 +103,7 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
             kwargs.setdefault("num_keypoints", getattr(train_set, "num_keypoints", 17))
         if resume is not None:
             ckpt, source = resume
-            kwargs, categories = dict(ckpt["builder_kwargs"]), list(ckpt["categories"])
+            kwargs, categories = dict(ckpt.builder_kwargs), list(ckpt.categories)
         spec = ModelSpec(builder, kwargs, categories,
                          category_ids(train_set) + list(range(train_set.num_classes, n_classes)))
         seed_everything(config.seed)
@@ -167,96 +141,15 @@ def _initialise_from(model: nn.Module, weights: str, builder: str, log: Log) -> 
     """Copy every tensor of `weights` (a checkpoint file, or the builder's weights enum name)
     whose name and shape fit `model`; the rest (e.g. a head for other classes) stays random."""
     if Path(weights).exists():
-        source = load_checkpoint(weights)["model"]
+        source = RunCheckpoint.load(weights).model
     else:
         source = load_inference_model(weights, model_name=builder)[0].state_dict()
     own = model.state_dict()
     fitting = {k: v for k, v in source.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fitting:
-        raise ValueError(f"no tensor of {weights!r} fits {builder}: {state_dict_mismatch(model, source)}")
+        missing, unexpected, reshaped = hub.state_dict_mismatch(model, source)
+        raise ValueError(f"no tensor of {weights!r} fits {builder}: {len(missing)} of its keys are missing, "
+                         f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(reshaped)} of another shape; "
+                         "pass weights of this architecture")
     model.load_state_dict(fitting, strict=False)
     log(f"initialised {len(fitting)} of {len(own)} tensors from {weights}")
-
-
-# -- evaluate ------------------------------------------------------------------------------------
-def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optional[str] = None,
-             num_classes: Optional[int] = None, fmt: str = "coco", images: Optional[str] = None,
-             split: Optional[str] = None, batch_size: int = 2, workers: int = 0, device: Optional[str] = None,
-             iou_types: Optional[Sequence[str]] = None, skip_bad_images: bool = False,
-             overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> EvalResult:
-    """Score `weights` on a dataset; print the metrics and per-class AP; with `out` write
-    `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids)."""
-    dev = resolve_device(device)
-    net, spec, _ = load_inference_model(weights, model_name=model, num_classes=num_classes,
-                                        overrides=overrides, device=dev)
-    outputs = model_outputs(spec.builder)
-    dataset = open_dataset(fmt, data, role="val", images=images, split=split, categories=spec.categories[1:],
-                           with_masks="masks" in outputs, with_keypoints="keypoints" in outputs,
-                           skip_bad_images=skip_bad_images)
-    if getattr(dataset, "skipped_images", None):
-        log(f"skipped {len(dataset.skipped_images)} unreadable image(s), e.g. {dataset.skipped_images[0][0]}")
-    result = evaluate_model(net, dataset, device=dev, model_categories=spec.categories, batch_size=batch_size,
-                            workers=workers, iou_types=iou_types, show_progress=bars_enabled())
-    log(f"evaluated {weights} on {result.num_images} images of {data}: {len(result.detections)} detections")
-    log(format_metrics(result.coco))
-    if out is not None:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "metrics.json", result.coco.metrics)
-        _write_json(out_dir / "per_class.json", result.coco.per_class)
-        _write_json(out_dir / "detections.json", result.detections)
-        log(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'per_class.json'} and {out_dir / 'detections.json'}")
-    return result
-
-
-# -- predict -------------------------------------------------------------------------------------
-def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[str] = None,
-            num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
-            device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
-            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> PredictResult:
-    """Detect objects in image files; write `out/predictions.json` and the annotated pictures."""
-    if not 0.0 <= score_thresh <= 1.0:
-        raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")
-    dev = resolve_device(device)
-    overrides = dict(overrides or {})
-    net, spec, ckpt = load_inference_model(weights, model_name=model, num_classes=num_classes,
-                                           overrides=overrides, device=dev)
-    _lower_model_threshold(net, score_thresh)
-    paths = expand_sources(sources)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    skeleton = (ckpt.get("extra") or {}).get("skeleton") if ckpt else None
-    result = predict_images(net, paths, device=dev, categories=spec.categories, category_ids=spec.category_ids,
-                            score_thresh=score_thresh, batch_size=batch_size, workers=workers,
-                            out_dir=out_dir if draw else None, skip_bad_images=skip_bad_images,
-                            keypoint_skeleton=skeleton, picture_scale=picture_scale, show_progress=bars_enabled())
-    _write_json(out_dir / "predictions.json", result.predictions)
-    if result.skipped:
-        log(f"skipped {len(result.skipped)} unreadable image(s), e.g. {result.skipped[0][0]}")
-    log(f"{len(result.predictions)} detections (score >= {score_thresh}) in {len(result.images)} images; "
-        f"wrote {out_dir / 'predictions.json'}" + (f" and {len(result.pictures)} pictures in {out_dir}" if draw else ""))
-    return result
-
-
-def _lower_model_threshold(model: nn.Module, score_thresh: float) -> None:
-    """Let detections down to `score_thresh` through the model's own filter (RCNN box_score_thresh,
-    one-stage score_thresh) when it is stricter."""
-    for holder, attr in ((getattr(model, "roi_heads", None), "score_thresh"), (model, "score_thresh")):
-        if holder is not None and isinstance(getattr(holder, attr, None), float) and getattr(holder, attr) > score_thresh:
-            setattr(holder, attr, score_thresh)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(_json_safe(obj), f)
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN (COCO's "no ground truth") becomes null, so the file is strict JSON."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
