@@ -93,6 +93,7 @@ class RunCheckpoint:
     `epoch` counts finished epochs. `training` is present in checkpoints that can be resumed.
     `extra` records how the run was started: "data" (the dataset arguments), "model_kwargs",
     "num_classes" (as given) and "skeleton" (keypoint index pairs to draw, or None).
+    `torchdet_version` is the version that wrote the file.
     """
 
     model: StateDict
@@ -151,7 +152,7 @@ class RunCheckpoint:
         path = Path(path)
         try:
             with atomic_path(path, durable=True) as tmp:
-                torch.save(self.to_dict(), tmp)
+                torch.save({**self.to_dict(), "torchdet_version": __version__}, tmp)
         except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or any(

@@ -1,8 +1,9 @@
-"""Several training processes with torch.distributed, as launched by `torchrun`.
+"""Several processes with torch.distributed, as launched by `torchrun`, and this process's device.
 
 `torchrun --nproc_per_node N -m torchdet.cli train ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
 `init_distributed` reads them and joins the group (gloo on CPU, nccl on GPU). Without them
-everything here is a no-op for a single process.
+everything here is a no-op for a single process. `resolve_device` turns `--device` into the
+device this process uses.
 """
 from __future__ import annotations
 

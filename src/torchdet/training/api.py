@@ -25,7 +25,6 @@ from torchdet.weights import hub
 Log = Callable[[str], None]
 
 
-# -- train ---------------------------------------------------------------------------------------
 def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[str] = None,
           fmt: str = "coco", images: Optional[str] = None, val_images: Optional[str] = None,
           split: Optional[str] = None, val_split: Optional[str] = None, config: Optional[TrainConfig] = None,
