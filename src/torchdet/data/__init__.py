@@ -1,9 +1,10 @@
 """Datasets, augmentations, batching and a synthetic dataset for detection.
 
-`open_dataset` opens one the way the commands name it (a format and a path); `torchdet.data.loaders`
-batches them for training and evaluation. Every dataset yields ``(image, target)``: ``image`` a float tensor [3, H, W] in 0..1 and
+Every dataset yields ``(image, target)``: ``image`` a float tensor [3, H, W] in 0..1 and
 ``target`` a dict with ``boxes`` float32 [N, 4] (xyxy pixels), ``labels`` int64 [N] (1..C),
 ``image_id`` and optionally ``masks`` uint8 [N, H, W] and ``keypoints`` float32 [N, K, 3].
+`open_dataset` opens one the way the commands name it (a format and a path);
+`torchdet.data.loaders` batches them for training and evaluation.
 """
 
 from torchdet.data.base import DetectionDataset
