@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from evaluation.test_confusion import DETS, GT, _coco
-from torchdet.engine.coco_eval import evaluate_coco
+from torchdet.evaluation.coco_eval import evaluate_coco
 from torchdet.evaluation.pr_curves import plot_pr_curves
 
 

@@ -42,7 +42,7 @@ def guess_format(data: str) -> str:
 
 
 def _open(args: argparse.Namespace):
-    from torchdet.engine.datasets import open_dataset
+    from torchdet.data.formats import open_dataset
 
     fmt = args.format or guess_format(args.data)
     data = args.data

@@ -19,7 +19,7 @@ from torchdet.cli._args import (add_dataset_args, add_device, add_model_args, ad
 
 @reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
-    from torchdet.engine import api
+    from torchdet.evaluation import api
 
     api.evaluate(args.weights, args.data, out=args.out, model=args.model, num_classes=args.num_classes,
                  fmt=args.format, images=args.images, split=args.split, batch_size=args.batch_size,

@@ -205,7 +205,7 @@ def check_dataset(
         model: a torchdet detector: box sizes are measured after its resize and compared with its anchors.
         duplicate_iou: same-class boxes overlapping at least this much count as duplicates.
     """
-    from torchdet.engine.progress import bars_enabled, progress as progress_bar
+    from torchdet.progress import bars_enabled, progress as progress_bar
 
     findings: List[Finding] = []
     for path, reason in dataset.skipped_images:

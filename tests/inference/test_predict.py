@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.toy_detector import toy_detector
-from torchdet.engine.predict import expand_sources, predict_images
+from _toy_detector import toy_detector
+from torchdet.inference.predict import expand_sources, predict_images
 
 
 def test_sources_files_folders_globs(tiny_shapes, tmp_path):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from torchdet.engine.evaluate import label_to_category_id
+from torchdet.evaluation.evaluate import label_to_category_id
 
 
 def _dataset(names, ids):

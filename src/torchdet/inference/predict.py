@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from torchdet.data.image_io import IMAGE_SUFFIXES, read_image
-from torchdet.engine.coco_eval import to_coco_results
-from torchdet.engine.progress import progress
+from torchdet.inference.coco_results import to_coco_results
+from torchdet.progress import progress
 
 
 def _is_glob(pattern: str) -> bool:

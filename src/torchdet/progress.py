@@ -12,7 +12,7 @@ from typing import Iterable, Optional, TypeVar
 
 from tqdm.auto import tqdm
 
-from torchdet.engine.distributed import current
+from torchdet.distributed import current
 
 T = TypeVar("T")
 

@@ -15,26 +15,25 @@ iteration, AMP on CUDA, gradient clipping and an optional EMA of the weights.
 from __future__ import annotations
 
 import math
-import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from torchdet.engine import distributed
-from torchdet.engine.checkpoint import (capture_rng_state, load_model_weights, restore_rng_state,
-                                        save_checkpoint)
-from torchdet.engine.data_loading import make_train_loader, move_targets
-from torchdet.engine.ema import ModelEMA
-from torchdet.engine.evaluate import EvalResult, dataset_ground_truth, evaluate_model
-from torchdet.engine.metrics_log import append_metrics, plot_metrics
-from torchdet.engine.progress import bars_enabled, echo, progress
-from torchdet.engine.schedulers import SCHEDULES, WarmupScheduler
+from torchdet import distributed
+from torchdet.checkpoint import ModelSpec, RunCheckpoint, TrainingState
+from torchdet.data.loaders import make_train_loader, move_targets
+from torchdet.evaluation.evaluate import EvalResult, dataset_ground_truth, evaluate_model
+from torchdet.inference.loading import load_weights
+from torchdet.progress import bars_enabled, echo, progress
+from torchdet.training.ema import ModelEMA
+from torchdet.training.metrics_log import append_metrics, plot_metrics
+from torchdet.training.rng import capture_rng_state, restore_rng_state
+from torchdet.training.schedulers import SCHEDULES, WarmupScheduler
 
 OPTIMIZERS = ("sgd", "adamw")
 Log = Callable[[str], None]
@@ -92,24 +91,6 @@ class TrainConfig:
 
 
 @dataclass
-class ModelSpec:
-    """How to rebuild the model: builder name and kwargs, and the class names by label.
-
-    `categories[label]` is the name of `label` (index 0 is "__background__");
-    `category_ids[label]` is the dataset's category id (index 0 unused).
-    """
-
-    builder: str
-    kwargs: Dict[str, Any]
-    categories: List[str]
-    category_ids: List[int] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.categories)
-
-
-@dataclass
 class TrainResult:
     out_dir: Path
     epochs_done: int
@@ -117,13 +98,6 @@ class TrainResult:
     best_metric: float
     history: List[Dict[str, float]]
     interrupted: bool = False
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (every device)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -228,52 +202,44 @@ class Trainer:
         """The model evaluated and saved for inference: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def checkpoint(self) -> Dict[str, Any]:
+    def checkpoint(self) -> RunCheckpoint:
         rng = distributed.all_gather_objects(capture_rng_state())
         ema_state = None
         if self.ema is not None:
             ema_state = {k: v for k, v in self.ema.state_dict().items() if k != "module"}
-        return {
-            "model": self.eval_model().state_dict(),
-            "train_model": self.model.state_dict() if self.ema is not None else None,
-            "builder": self.spec.builder,
-            "builder_kwargs": dict(self.spec.kwargs),
-            "categories": list(self.spec.categories),
-            "category_ids": list(self.spec.category_ids),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "ema": ema_state,
-            "epoch": self.epoch,
-            "rng": rng[0],
-            "rng_per_rank": rng,
-            "best_metric": self.best_metric,
-            "config": asdict(self.config),
-            "extra": self.extra,
-        }
+        training = TrainingState(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                                 config=asdict(self.config),
+                                 train_model=self.model.state_dict() if self.ema is not None else None,
+                                 scaler=self.scaler.state_dict(), ema=ema_state, rng_per_rank=rng,
+                                 best_metric=self.best_metric)
+        return RunCheckpoint(model=self.eval_model().state_dict(), builder=self.spec.builder,
+                             builder_kwargs=dict(self.spec.kwargs), categories=list(self.spec.categories),
+                             category_ids=list(self.spec.category_ids), epoch=self.epoch, training=training,
+                             extra=self.extra)
 
-    def load_resume_state(self, ckpt: Dict[str, Any], source: str) -> None:
+    def load_resume_state(self, ckpt: RunCheckpoint, source: str) -> None:
         """Restore everything `checkpoint()` saved (same builder and classes required)."""
-        if ckpt.get("builder") != self.spec.builder:
-            raise ValueError(f"{source} was trained with {ckpt.get('builder')!r}, not {self.spec.builder!r}")
-        train_weights = ckpt["train_model"] if ckpt.get("train_model") is not None else ckpt["model"]
-        load_model_weights(self.model, train_weights, source)
+        if ckpt.builder != self.spec.builder:
+            raise ValueError(f"{source} was trained with {ckpt.builder!r}, not {self.spec.builder!r}")
+        state = ckpt.resumable(source)
+        train_weights = state.train_model if state.train_model is not None else ckpt.model
+        load_weights(self.model, train_weights, source)
         if self.ema is not None:
-            if ckpt.get("ema") is None:
+            if state.ema is None:
                 self.ema.module.load_state_dict(train_weights)
             else:
-                self.ema.load_state_dict({**ckpt["ema"], "module": ckpt["model"]})
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+                self.ema.load_state_dict({**state.ema, "module": ckpt.model})
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
         total = self.config.epochs * self.iters_per_epoch
         if self.scheduler.total_iters != total:
             self.log(f"note: training now runs {self.config.epochs} epochs; the lr schedule is stretched to match")
             self.scheduler.total_iters = total
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch = int(ckpt["epoch"])
-        self.best_metric = float(ckpt.get("best_metric", -math.inf))
-        per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        if state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.epoch = ckpt.epoch
+        self.best_metric = state.best_metric
+        per_rank = state.rng_per_rank
         if len(per_rank) == self.dist.world_size:
             restore_rng_state(per_rank[self.dist.rank])
         else:
@@ -283,9 +249,9 @@ class Trainer:
     def _save(self, improved: bool) -> None:
         ckpt = self.checkpoint()  # collective: every process takes part
         if self.dist.is_main:
-            save_checkpoint(ckpt, self.out_dir / "last.pt")
+            ckpt.save(self.out_dir / "last.pt")
             if improved or not (self.out_dir / "best.pt").exists():
-                save_checkpoint(ckpt, self.out_dir / "best.pt")
+                ckpt.save(self.out_dir / "best.pt")
         distributed.barrier()
 
     # -- the loop ----------------------------------------------------------------------------

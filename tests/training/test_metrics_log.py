@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from torchdet.engine.metrics_log import append_metrics, plot_metrics, read_metrics
+from torchdet.training.metrics_log import append_metrics, plot_metrics, read_metrics
 
 
 def test_append_replaces_epoch_and_unions_columns(tmp_path):

@@ -8,17 +8,17 @@ from typing import Dict
 import pytest
 import torch
 
-from engine.toy_detector import BUILDER
-from torchdet.engine import api
-from torchdet.engine.checkpoint import load_checkpoint
-from torchdet.engine.train import TrainConfig, Trainer
+from _toy_detector import BUILDER
+from torchdet.training import api
+from torchdet.checkpoint import SCHEMA_VERSION, RunCheckpoint
+from torchdet.training.loop import TrainConfig, Trainer, TrainResult
 
 
 def _quiet(_msg: str) -> None:
     pass
 
 
-def _train(files: Dict[str, Path], out: Path, epochs: int = 2, **config) -> api.TrainResult:
+def _train(files: Dict[str, Path], out: Path, epochs: int = 2, **config) -> TrainResult:
     cfg = TrainConfig(batch_size=4, workers=0, lr=0.01, **config)
     return api.train(BUILDER, str(files["train"]), val_data=str(files["val"]), out=str(out), epochs=epochs,
                      config=cfg, log=_quiet)
@@ -34,14 +34,15 @@ def test_fit_writes_checkpoints_metrics_and_plot(tiny_shapes, tmp_path):
     assert {"last.pt", "best.pt", "metrics.csv", "plot.png"} <= {p.name for p in run.iterdir()}
     assert not [p for p in run.iterdir() if ".tmp" in p.name]  # no temporary file left behind
     assert result.epochs_done == 2
-    ckpt = load_checkpoint(run / "last.pt")
-    assert ckpt["epoch"] == 2
-    assert ckpt["builder"] == BUILDER
-    assert ckpt["builder_kwargs"]["num_classes"] == 6
-    assert ckpt["categories"] == ["__background__", "circle", "square", "triangle", "star", "cross"]
-    assert ckpt["category_ids"] == [0, 3, 7, 11, 20, 42]
-    for key in ("optimizer", "scheduler", "scaler", "rng", "config", "torchdet_version"):
-        assert key in ckpt
+    ckpt = RunCheckpoint.load(run / "last.pt")
+    assert ckpt.epoch == 2
+    assert ckpt.builder == BUILDER
+    assert ckpt.builder_kwargs["num_classes"] == 6
+    assert ckpt.categories == ["__background__", "circle", "square", "triangle", "star", "cross"]
+    assert ckpt.category_ids == [0, 3, 7, 11, 20, 42]
+    state = ckpt.resumable(run / "last.pt")
+    assert state.optimizer["state"] and state.scheduler and state.config["epochs"] == 2 and state.rng_per_rank
+    assert ckpt.torchdet_version and ckpt.schema_version == SCHEMA_VERSION
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     for column in ("lr", "train/loss", "train/loss_classifier", "val/loss", "bbox/AP", "bbox/AP50"):
@@ -65,17 +66,18 @@ def test_interrupt_keeps_last_checkpoint_and_resume_is_exact(tiny_shapes, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_shapes, interrupted)
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
-    after_one = load_checkpoint(interrupted / "last.pt")  # still a valid checkpoint
-    assert after_one["epoch"] == 1
+    after_one = RunCheckpoint.load(interrupted / "last.pt")  # still a valid checkpoint
+    assert after_one.epoch == 1
 
     api.resume(str(interrupted / "last.pt"), log=_quiet)
-    a = load_checkpoint(straight / "last.pt")
-    b = load_checkpoint(interrupted / "last.pt")
-    assert b["epoch"] == 2
-    assert _weights_equal(a["model"], b["model"])
-    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
-    for k in a["optimizer"]["state"]:
-        assert torch.equal(a["optimizer"]["state"][k]["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"])
+    a = RunCheckpoint.load(straight / "last.pt")
+    b = RunCheckpoint.load(interrupted / "last.pt")
+    assert b.epoch == 2
+    assert _weights_equal(a.model, b.model)
+    state_a, state_b = a.training.optimizer["state"], b.training.optimizer["state"]
+    assert state_a.keys() == state_b.keys()
+    for k in state_a:
+        assert torch.equal(state_a[k]["momentum_buffer"], state_b[k]["momentum_buffer"])
     rows = list(csv.DictReader(open(interrupted / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
 
@@ -87,15 +89,15 @@ def test_resume_of_finished_run_does_nothing_and_can_extend(tiny_shapes, tmp_pat
     api.resume(str(run / "last.pt"), log=messages.append)
     assert any("nothing to do" in m for m in messages)
     api.resume(str(run / "last.pt"), epochs=2, log=_quiet)
-    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert RunCheckpoint.load(run / "last.pt").epoch == 2
 
 
 def test_ema_is_saved_and_evaluated(tiny_shapes, tmp_path):
     _train(tiny_shapes, tmp_path / "run", epochs=1, ema=True, ema_decay=0.9, ema_tau=1.0)
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["ema"]["updates"] == 2
-    assert ckpt["train_model"] is not None
-    assert not _weights_equal(ckpt["model"], ckpt["train_model"])  # inference weights are the average
+    ckpt = RunCheckpoint.load(tmp_path / "run" / "last.pt")
+    assert ckpt.training.ema["updates"] == 2
+    assert ckpt.training.train_model is not None
+    assert not _weights_equal(ckpt.model, ckpt.training.train_model)  # inference weights are the average
 
 
 def test_amp_requested_on_cpu_is_disabled(tiny_shapes, tmp_path):
@@ -103,8 +105,8 @@ def test_amp_requested_on_cpu_is_disabled(tiny_shapes, tmp_path):
     api.train(BUILDER, str(tiny_shapes["train"]), out=str(tmp_path / "run"), epochs=1,
               config=TrainConfig(batch_size=4, workers=0, amp=True), log=messages.append)
     assert any("AMP is only used on CUDA" in m for m in messages)
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["scaler"] == {} or not ckpt["scaler"].get("_enabled", False)
+    scaler = RunCheckpoint.load(tmp_path / "run" / "last.pt").training.scaler
+    assert not scaler or not scaler.get("_enabled", False)
     assert (tmp_path / "run" / "best.pt").exists()  # no validation set: best by training loss
 
 
@@ -115,7 +117,7 @@ def test_labels_beyond_model_classes_are_named(tiny_shapes, tmp_path):
 
 
 def test_check_labels_names_the_image():
-    from torchdet.engine.train import check_labels
+    from torchdet.training.loop import check_labels
 
     targets = [{"labels": torch.tensor([1, 2]), "image_id": 4}, {"labels": torch.tensor([7]), "image_id": 9}]
     with pytest.raises(ValueError, match="image 9 has label 7, but the model has 2 classes"):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from engine.toy_detector import BUILDER
-from torchdet.engine.checkpoint import load_checkpoint
+from _toy_detector import BUILDER
+from torchdet.checkpoint import RunCheckpoint
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TESTS = Path(__file__).resolve().parents[1]
@@ -28,12 +28,12 @@ def test_two_process_gloo_training(tiny_shapes, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "x 2 processes" in proc.stdout
     assert proc.stdout.count("epoch 2/2") == 1  # only the first process logs
-    ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt["epoch"] == 2
-    assert len(ckpt["rng_per_rank"]) == 2
+    ckpt = RunCheckpoint.load(out / "last.pt")
+    assert ckpt.epoch == 2
+    assert len(ckpt.training.rng_per_rank) == 2
     # 8 images, 2 processes x batch 2 -> 2 iterations per epoch
-    assert ckpt["scheduler"]["last_epoch"] == 4
+    assert ckpt.training.scheduler["last_epoch"] == 4
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert rows[-1]["bbox/AP"] != ""
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in ckpt.model.values() if v.is_floating_point())

@@ -14,9 +14,11 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from torchdet.data.synthetic import make_shapes_dataset
-from torchdet.engine import api
-from torchdet.engine.progress import echo
-from torchdet.engine.train import TrainConfig
+from torchdet.evaluation.api import evaluate
+from torchdet.inference.api import predict
+from torchdet.progress import echo
+from torchdet.training.api import train
+from torchdet.training.loop import TrainConfig
 
 Log = Callable[[str], None]
 
@@ -110,16 +112,16 @@ def run_demo(recipe: DemoRecipe = RECIPE, out: str = "runs/demo", device: Option
 
     log(f"[2/4] training {recipe.model} for {recipe.epochs} epochs")
     run = out_dir / "train"
-    api.train(recipe.model, str(files["train"]), val_data=str(files["val"]), out=str(run), epochs=recipe.epochs,
+    train(recipe.model, str(files["train"]), val_data=str(files["val"]), out=str(run), epochs=recipe.epochs,
               config=recipe.train_config(), model_kwargs=dict(recipe.model_kwargs), device=device, log=log)
 
     log(f"[3/4] evaluating {run / 'best.pt'} on the validation split")
-    result = api.evaluate(str(run / "best.pt"), str(files["val"]), out=str(out_dir / "eval"), batch_size=16,
+    result = evaluate(str(run / "best.pt"), str(files["val"]), out=str(out_dir / "eval"), batch_size=16,
                           workers=0, device=device, log=log)
 
     pictures = out_dir / "predictions"
     log(f"[4/4] predicting on the {recipe.test_images} held-out images")
-    api.predict(str(run / "best.pt"), [str(files["test"].parent)], out=str(pictures),
+    predict(str(run / "best.pt"), [str(files["test"].parent)], out=str(pictures),
                 score_thresh=recipe.score_thresh, batch_size=8, device=device, picture_scale=recipe.picture_scale,
                 log=log)
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from torchdet.engine.schedulers import WarmupScheduler, lr_factor
+from torchdet.training.schedulers import WarmupScheduler, lr_factor
 
 
 def test_warmup_then_multistep():

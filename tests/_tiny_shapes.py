@@ -1,9 +1,13 @@
-"""Tiny shapes datasets for the engine and CLI tests (non-contiguous category ids)."""
+"""Tiny shapes datasets for the training, inference and CLI tests (non-contiguous category ids),
+and the fixtures their conftest files import."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Dict
+
+import pytest
+import torch
 
 from torchdet.data.synthetic import make_shapes_dataset
 
@@ -28,3 +32,20 @@ def make_tiny_shapes(root: Path, train: int = 8, val: int = 4, size: int = 64, s
             ann["image_id"] += offset
         path.write_text(json.dumps(data))
     return files
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """{"train": json, "val": json}: 8 + 4 images of 64 px, category ids 3, 7, 11, 20, 42."""
+    return make_tiny_shapes(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread_quiet(monkeypatch: pytest.MonkeyPatch):
+    """One torch thread and no progress bars in test logs, for every test of a folder whose
+    conftest imports it."""
+    monkeypatch.setenv("CI", "true")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

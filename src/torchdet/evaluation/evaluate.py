@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from torchdet.engine import distributed
-from torchdet.engine.coco_eval import (CocoMetrics, evaluate_coco, gt_iou_types, make_coco, to_coco_results)
-from torchdet.engine.data_loading import collate, move_targets
-from torchdet.engine.datasets import category_ids
-from torchdet.engine.progress import progress
+from torchdet import distributed
+from torchdet.data.formats import category_ids
+from torchdet.data.loaders import collate, move_targets
+from torchdet.evaluation.coco_eval import CocoMetrics, evaluate_coco, gt_iou_types, make_coco
+from torchdet.inference.coco_results import to_coco_results
+from torchdet.progress import progress
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from torchdet.data.collate import collate_fn
 from torchdet.data.samplers import GroupedBatchSampler, create_aspect_ratio_groups
-from torchdet.engine import distributed
+from torchdet import distributed
 
 collate = collate_fn  # ((image, ...), (target, ...)): images keep their own sizes
 

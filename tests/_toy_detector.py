@@ -1,6 +1,7 @@
-"""A toy detector with the torchvision detection contract, for fast tests of the engine.
+"""A toy detector with the torchvision detection contract, for fast tests of training, evaluation
+and inference.
 
-It is built through a "module:function" builder name (`engine.toy_detector:toy_detector`), has
+It is built through a "module:function" builder name (`_toy_detector:toy_detector`), has
 BatchNorm (to check evaluation modes), and draws random numbers in training (to check that
 resuming restores the random state). It learns a little; it is not meant to detect well.
 """
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BUILDER = "engine.toy_detector:toy_detector"
+BUILDER = "_toy_detector:toy_detector"
 
 
 class ToyDetector(nn.Module):

@@ -1,14 +1,15 @@
-"""Several training processes with torch.distributed, as launched by `torchrun`.
+"""Several processes with torch.distributed, as launched by `torchrun`, and this process's device.
 
 `torchrun --nproc_per_node N -m torchdet.cli train ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
 `init_distributed` reads them and joins the group (gloo on CPU, nccl on GPU). Without them
-everything here is a no-op for a single process.
+everything here is a no-op for a single process. `resolve_device` turns `--device` into the
+device this process uses.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -99,3 +100,18 @@ def mean_over_processes(values: Dict[str, float]) -> Dict[str, float]:
     dist.all_reduce(t)
     t /= info.world_size
     return {k: float(v) for k, v in zip(names, t.tolist())}
+
+
+def resolve_device(name: Optional[str] = None) -> torch.device:
+    """`name` ("cpu", "cuda", "cuda:1", "mps"), or CUDA when available (this process's GPU
+    under torchrun), else the CPU."""
+    if name not in (None, "", "auto"):
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        if device.type == "cuda" and device.index is None and launched_by_torchrun():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchdet.engine.ema import ModelEMA
+from torchdet.training.ema import ModelEMA
 
 
 def test_update_blends_with_ramped_decay():

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchdet.engine.coco_eval import evaluate_coco, format_metrics, make_coco, to_coco_results
+from torchdet.evaluation.coco_eval import evaluate_coco, format_metrics, make_coco
+from torchdet.inference.coco_results import to_coco_results
 
 GT = {
     "images": [{"id": 10, "file_name": "a.png", "width": 64, "height": 48},
