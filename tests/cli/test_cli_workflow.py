@@ -31,6 +31,14 @@ def test_evaluate_writes_metrics_and_detections_in_dataset_ids(toy_run, cli_shap
     assert all(len(d["bbox"]) == 4 and 0 <= d["score"] <= 1 for d in detections)
     per_class = json.loads((out / "per_class.json").read_text())
     assert [r["id"] for r in per_class["bbox"]] == sorted(CATEGORY_IDS.values())
+    confusion = json.loads((out / "confusion_matrix.json").read_text())
+    size = len(CATEGORY_IDS) + 1
+    assert confusion["names"][-1] == "background" and len(confusion["matrix"]) == size
+    assert all(len(row) == size for row in confusion["matrix"])
+    curves = json.loads((out / "pr_curves.json").read_text())
+    assert [c["id"] for c in curves["classes"]] == sorted(CATEGORY_IDS.values())
+    for picture in ("confusion_matrix.png", "pr_curves.png"):
+        assert (out / picture).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_writes_json_and_pictures(toy_run, cli_shapes, tmp_path, capsys):

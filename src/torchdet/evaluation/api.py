@@ -24,9 +24,12 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
              num_classes: Optional[int] = None, fmt: str = "coco", images: Optional[str] = None,
              split: Optional[str] = None, batch_size: int = 2, workers: int = 0, device: Optional[str] = None,
              iou_types: Optional[Sequence[str]] = None, skip_bad_images: bool = False,
-             overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> EvalResult:
+             overrides: Optional[Dict[str, Any]] = None, confusion_iou: float = 0.5, confusion_score: float = 0.5,
+             classes_by_position: bool = False, log: Log = echo) -> EvalResult:
     """Score `weights` on a dataset; print the metrics and per-class AP; with `out` write
-    `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids)."""
+    `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids), the
+    confusion matrix at (`confusion_iou`, `confusion_score`) and the per-class precision-recall
+    curves, each as JSON and PNG. `classes_by_position`: see `evaluate.label_to_category_id`."""
     dev = distributed.resolve_device(device)
     net, spec, _ = load_inference_model(weights, model_name=model, num_classes=num_classes,
                                         overrides=overrides, device=dev)
@@ -37,7 +40,8 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
     if getattr(dataset, "skipped_images", None):
         log(f"skipped {len(dataset.skipped_images)} unreadable image(s), e.g. {dataset.skipped_images[0][0]}")
     result = evaluate_model(net, dataset, device=dev, model_categories=spec.categories, batch_size=batch_size,
-                            workers=workers, iou_types=iou_types, show_progress=bars_enabled())
+                            workers=workers, iou_types=iou_types, show_progress=bars_enabled(),
+                            classes_by_position=classes_by_position)
     log(f"evaluated {weights} on {result.num_images} images of {data}: {len(result.detections)} detections")
     log(format_metrics(result.coco))
     if out is not None:
@@ -47,4 +51,23 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
         write_json(out_dir / "per_class.json", result.coco.per_class)
         write_json(out_dir / "detections.json", result.detections)
         log(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'per_class.json'} and {out_dir / 'detections.json'}")
+        _write_evaluation_pictures(out_dir, result, confusion_iou, confusion_score, log)
     return result
+
+
+def _write_evaluation_pictures(out_dir: Path, result: EvalResult, iou: float, score: float, log: Log) -> None:
+    """confusion_matrix.{json,png} and pr_curves[_<type>].{json,png} beside the metrics."""
+    from torchdet.evaluation.confusion import confusion_matrix, plot_confusion_matrix
+    from torchdet.evaluation.pr_curves import plot_pr_curves
+
+    cm = confusion_matrix(result.ground_truth, [r for r in result.detections if "bbox" in r], iou_threshold=iou,
+                          score_threshold=score)
+    write_json(out_dir / "confusion_matrix.json", cm.to_dict())
+    plot_confusion_matrix(cm, out_dir / "confusion_matrix.png")
+    written = ["confusion_matrix"]
+    for iou_type, curves in result.coco.pr_curves.items():
+        name = "pr_curves" if iou_type == "bbox" else f"pr_curves_{iou_type}"
+        write_json(out_dir / f"{name}.json", curves)
+        plot_pr_curves(curves, out_dir / f"{name}.png", title=f"Precision-recall [{iou_type}]")
+        written.append(name)
+    log(f"wrote {', '.join(f'{n}.json/.png' for n in written)} in {out_dir}")

@@ -83,12 +83,14 @@ class CocoMetrics:
 
     `metrics[iou_type]` maps stat names (AP, AP50, ... AR100) to floats; `per_class[iou_type]`
     lists, per category, {"id", "name", "AP", "AP50", "instances"} (AP is NaN for a category
-    without ground truth); `summary[iou_type]` is pycocotools' printed summary.
+    without ground truth); `summary[iou_type]` is pycocotools' printed summary; `pr_curves[iou_type]`
+    the per-class precision-recall curves (see `torchdet.evaluation.pr_curves`).
     """
 
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     per_class: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     summary: Dict[str, str] = field(default_factory=dict)
+    pr_curves: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 def gt_iou_types(coco_gt: Any) -> List[str]:
@@ -115,6 +117,8 @@ def evaluate_coco(coco_gt: Any, results: List[Dict[str, Any]], iou_types: Sequen
     _require_pycocotools()
     from pycocotools.cocoeval import COCOeval
 
+    from torchdet.evaluation.pr_curves import pr_curves
+
     out = CocoMetrics()
     for iou_type in iou_types:
         if iou_type not in IOU_TYPES:
@@ -136,6 +140,7 @@ def evaluate_coco(coco_gt: Any, results: List[Dict[str, Any]], iou_types: Sequen
                                  for n, v in zip(names, evaluator.stats)}
         out.per_class[iou_type] = _per_class(evaluator, coco_gt)
         out.summary[iou_type] = summary.getvalue()
+        out.pr_curves[iou_type] = pr_curves(evaluator, coco_gt)
     return out
 
 

@@ -32,6 +32,7 @@ class EvalResult:
     detections: List[Dict[str, Any]]
     losses: Dict[str, float] = field(default_factory=dict)
     num_images: int = 0
+    ground_truth: Any = None  # the pycocotools COCO the detections were scored against
 
     def flat(self) -> Dict[str, float]:
         """`{"bbox/AP": ..., "val/loss_classifier": ...}` for the metrics log."""
@@ -40,32 +41,42 @@ class EvalResult:
         return row
 
 
-def label_to_category_id(model_categories: Sequence[str], dataset: Any) -> Dict[int, int]:
+def label_to_category_id(model_categories: Sequence[str], dataset: Any, *, by_position: bool = False) -> Dict[int, int]:
     """Map the model's labels to the dataset's category ids, matching categories by name.
 
     Args:
         model_categories: the model's class names by label (index 0 the background; torchvision's
             COCO weights also have "N/A" holes).
         dataset: a torchdet detection dataset (`categories`, `label_to_category_id`).
+        by_position: the deliberate case of a model whose class names differ from the dataset's
+            but mean the same classes in the same order: map label i to the dataset's class i.
 
-    Labels whose name the dataset lacks are left out (their detections are not scored). When no
-    name matches but the class counts agree, labels map by position, with a warning.
+    Every dataset class must be found among the model's by name (the model may know more: their
+    detections are left out of the scores); otherwise this refuses, naming the classes that differ,
+    rather than score one class's detections against another's boxes.
     """
     dataset_names = list(dataset.categories)
     ids = category_ids(dataset)
+    if by_position:
+        if len(model_categories) != len(dataset_names):
+            raise ValueError(f"cannot match classes by position: the model has {len(model_categories) - 1} classes, "
+                             f"the dataset {len(dataset_names) - 1}")
+        warnings.warn(f"matching the model's classes {list(model_categories[1:])} to the dataset's "
+                      f"{dataset_names[1:]} by position, as asked", stacklevel=2)
+        return {label: ids[label] for label in range(1, len(dataset_names))}
     by_name = {name: ids[label] for label, name in enumerate(dataset_names) if label > 0}
     mapping = {label: by_name[name] for label, name in enumerate(model_categories)
                if label > 0 and name in by_name}
     if len(mapping) == len(by_name):
         return mapping
-    if len(model_categories) == len(dataset_names):
-        warnings.warn(f"the model's classes {list(model_categories[1:])} are not the dataset's "
-                      f"{dataset_names[1:]}; matching them by position", stacklevel=2)
-        return {label: ids[label] for label in range(1, len(dataset_names))}
     missing = [name for name in dataset_names[1:] if name not in model_categories]
-    raise ValueError(f"the model knows {len(model_categories) - 1} classes ({list(model_categories[1:])[:10]}...) "
-                     f"and does not have the dataset's classes {missing[:10]}; evaluate with a checkpoint trained "
-                     "on this dataset's categories")
+    unknown = [name for name in model_categories[1:] if name not in by_name and name != "N/A"]
+    hint = ("; if they are the same classes under other names, in the same order, pass "
+            "--match-classes-by-position (by_position=True)" if len(model_categories) == len(dataset_names) else
+            "; evaluate with a checkpoint trained on this dataset's categories")
+    raise ValueError(f"the dataset's classes {missing[:10]} are not among the model's classes "
+                     f"(the model has {len(model_categories) - 1}, e.g. {unknown[:10]}): scores would compare "
+                     f"different classes{hint}")
 
 
 def dataset_ground_truth(dataset: Any) -> Any:
@@ -126,7 +137,7 @@ def _loss_mode(model: nn.Module):
 def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, model_categories: Sequence[str],
                    batch_size: int = 2, workers: int = 0, iou_types: Optional[Sequence[str]] = None,
                    with_losses: bool = False, coco_gt: Any = None, show_progress: bool = False,
-                   desc: str = "eval") -> EvalResult:
+                   desc: str = "eval", classes_by_position: bool = False) -> EvalResult:
     """Run `model` on every image of `dataset` and score it with COCOeval.
 
     Args:
@@ -139,12 +150,13 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
         with_losses: also compute the validation losses (training-mode forward, no update;
             the random generators are left as they were).
         coco_gt: the ground truth, when already built (see `dataset_ground_truth`).
+        classes_by_position: see `label_to_category_id`'s `by_position`.
 
     Under torchrun each process evaluates a share of the images; every process returns the
     same, complete result.
     """
     info = distributed.current()
-    label_map = label_to_category_id(model_categories, dataset)
+    label_map = label_to_category_id(model_categories, dataset, by_position=classes_by_position)
     indices = list(range(info.rank, len(dataset), info.world_size))
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate)
@@ -192,7 +204,8 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
                       f"lacks them; evaluating {chosen}", stacklevel=2)
     with contextlib.redirect_stdout(io.StringIO()):
         metrics = evaluate_coco(coco_gt, all_results, chosen, image_ids=all_ids)
-    return EvalResult(coco=metrics, detections=all_results, losses=losses, num_images=len(all_ids))
+    return EvalResult(coco=metrics, detections=all_results, losses=losses, num_images=len(all_ids),
+                      ground_truth=coco_gt)
 
 
 def _as_list(label_map: Mapping[int, int]) -> List[int]:
