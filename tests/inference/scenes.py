@@ -120,7 +120,7 @@ def recall(found: Tensor, truth: Tensor, iou: float = 0.5) -> float:
 
 
 def moving_squares(num_frames: int = 60, size: Tuple[int, int] = (120, 160), num_objects: int = 4,
-                   side: int = 16, seed: int = 0) -> Tuple[List[Tensor], List[Dict[int, List[float]]]]:
+                   side: int = 20, seed: int = 0) -> Tuple[List[Tensor], List[Dict[int, List[float]]]]:
     """Squares moving at constant speed and bouncing off the borders (their paths cross).
 
     Returns (frames: uint8 [3, H, W] each, tracks: per frame {object id: xyxy box}).
@@ -128,7 +128,7 @@ def moving_squares(num_frames: int = 60, size: Tuple[int, int] = (120, 160), num
     rng = np.random.default_rng(seed)
     h, w = size
     pos = rng.uniform([0, 0], [w - side, h - side], size=(num_objects, 2))
-    vel = rng.uniform(1.5, 3.5, size=(num_objects, 2)) * rng.choice([-1, 1], size=(num_objects, 2))
+    vel = rng.uniform(1.0, 2.5, size=(num_objects, 2)) * rng.choice([-1, 1], size=(num_objects, 2))
     colours = rng.integers(160, 256, size=(num_objects, 3))
     frames, tracks = [], []
     for _ in range(num_frames):
