@@ -43,27 +43,34 @@ class BlobDetector(nn.Module):
         return self.transform.postprocess(results, batch.image_sizes, original_sizes)
 
     def _blobs(self, fg: Tensor) -> Dict[str, Tensor]:
-        """fg: bool [H, W] -> boxes of the bright runs around every fully bright min_side window."""
+        """fg: bool [H, W] -> a box per blob: the extent of the bright row and column through it."""
         h, w = fg.shape
         k = self.min_side
         if h < k or w < k:
             return _empty()
-        fill = F.avg_pool2d(fg[None, None].float(), k, stride=1)[0, 0]  # [H-k+1, W-k+1]
-        ys, xs = (fill >= 0.999).nonzero(as_tuple=True)
+        integral = F.pad(fg.to(torch.int32).cumsum(0).cumsum(1), (1, 0, 1, 0))  # [H+1, W+1]
+        window = integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]  # [H-k+1, W-k+1]
+        full = window == k * k
+        # One window per blob: the top-left full window (none full above it or to its left).
+        corner = full.clone()
+        corner[1:] &= ~full[:-1]
+        corner[:, 1:] &= ~full[:, :-1]
+        ys, xs = corner.nonzero(as_tuple=True)
         if len(ys) == 0:
             return _empty()
         ys, xs = ys + k // 2, xs + k // 2  # inside the blob
-        cols = torch.arange(w).expand(h, w)
-        rows = torch.arange(h)[:, None].expand(h, w)
-        left = torch.where(fg, -1, cols).cummax(1).values  # last background column at or before x
-        right = torch.where(fg, w, cols).flip(1).cummin(1).values.flip(1)  # first background column at or after x
-        top = torch.where(fg, -1, rows).cummax(0).values
-        bottom = torch.where(fg, h, rows).flip(0).cummin(0).values.flip(0)
-        boxes = torch.stack([left[ys, xs] + 1, top[ys, xs] + 1, right[ys, xs], bottom[ys, xs]], dim=1).float()
-        boxes = torch.unique(boxes, dim=0)
+        boxes = torch.tensor([_run_extent(fg[y], x) + _run_extent(fg[:, x], y) for y, x in zip(ys.tolist(), xs.tolist())],
+                             dtype=torch.float32)[:, [0, 2, 1, 3]]
         scores = torch.full((len(boxes),), self.score)
         keep = nms(boxes, scores, 0.5)
         return {"boxes": boxes[keep], "scores": scores[keep], "labels": torch.ones(len(keep), dtype=torch.int64)}
+
+
+def _run_extent(line: Tensor, i: int) -> List[int]:
+    """[start, end) of the run of True values in the bool vector `line` that holds index i."""
+    before = (~line[:i]).nonzero()
+    after = (~line[i:]).nonzero()
+    return [int(before[-1]) + 1 if len(before) else 0, i + int(after[0]) if len(after) else len(line)]
 
 
 def _empty() -> Dict[str, Tensor]:

@@ -140,3 +140,30 @@ def test_bad_options_and_training_mode():
         SlicedPredictor(_SquareFinder(), 64, batch_size=0)
     with pytest.raises(ValueError, match="eval"):
         SlicedPredictor(_SquareFinder(), 64).train()([torch.zeros(3, 10, 10)])
+
+
+def test_cli_slice_finds_what_the_plain_call_misses(tmp_path, capsys):
+    import json
+
+    from inference.scenes import BUILDER, CATEGORIES
+    from torchdet.cli import main
+    from torchdet.visualization import save_image
+
+    image, truth = small_objects_scene(size=1000, small=8, large=30, spacing=100, seed=2)
+    save_image(image, tmp_path / "field.png")
+    checkpoint = tmp_path / "blob.pt"
+    torch.save({"model": {}, "builder": BUILDER, "builder_kwargs": {"min_size": 800}, "categories": CATEGORIES},
+               checkpoint)
+    found = {}
+    for name, extra in (("plain", []), ("sliced", ["--slice", "256", "256", "--overlap", "0.25", "--slice-full"])):
+        out = tmp_path / name
+        assert main(["predict", "--weights", str(checkpoint), str(tmp_path / "field.png"), "--out", str(out),
+                     "--device", "cpu", *extra]) == 0
+        detections = json.loads((out / "predictions.json").read_text())
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in detections)]).reshape(-1, 4)
+        found[name] = recall(boxes, truth)
+        assert (out / "field.png").exists()
+    assert found["plain"] < 0.3 and found["sliced"] == 1.0, found
+    assert main(["predict", "--weights", str(checkpoint), str(tmp_path / "field.png"), "--out", str(tmp_path),
+                 "--slice", "256", "0"]) == 1
+    assert "--slice H W" in capsys.readouterr().err

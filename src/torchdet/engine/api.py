@@ -213,8 +213,11 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
 def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[str] = None,
             num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
             device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
-            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> PredictResult:
-    """Detect objects in image files; write `out/predictions.json` and the annotated pictures."""
+            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo,
+            slicing: Optional[Dict[str, Any]] = None) -> PredictResult:
+    """Detect objects in image files; write `out/predictions.json` and the annotated pictures.
+
+    `slicing`: predict tile by tile, with these `torchdet.inference.slicing.SlicedPredictor` options."""
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")
     dev = resolve_device(device)
@@ -222,6 +225,10 @@ def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[s
     net, spec, ckpt = load_inference_model(weights, model_name=model, num_classes=num_classes,
                                            overrides=overrides, device=dev)
     _lower_model_threshold(net, score_thresh)
+    if slicing:
+        from torchdet.inference.slicing import SlicedPredictor
+
+        net = SlicedPredictor(net, **slicing)
     paths = expand_sources(sources)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

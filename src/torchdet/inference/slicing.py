@@ -9,10 +9,11 @@ tiles produce:
     sliced = SlicedPredictor(model, tile_size=(512, 512), overlap=0.2)
     [detections] = sliced([image])                 # the model contract: list in, list of dicts out
 
-Merging is class-wise NMS (`merge="nms"`) or greedy non-maximum merging (`merge="nmm"`), which
-replaces each group of matching boxes by their union with the best score, as SAHI does. Boxes
-match by IoU or by IoS (intersection over the smaller box), which also joins the partial box of
-an object cut by a tile border with its full box.
+Merging is class-wise NMS (`merge="nms"`) or greedy non-maximum merging (`merge="nmm"`, the
+default), which replaces each group of matching boxes by their union with the best score, as
+SAHI does. Boxes match by IoU or by IoS (intersection over the smaller box, the default), which
+also joins the partial box of an object cut by a tile border with its full box; NMS by IoU
+leaves such partial boxes as duplicates.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ class SlicedPredictor(nn.Module):
     """
 
     def __init__(self, model: nn.Module, tile_size: Union[int, Tuple[int, int]] = 512, overlap: float = 0.2, *,
-                 full_image: bool = False, batch_size: int = 4, merge: str = "nms", match_metric: str = "iou",
+                 full_image: bool = False, batch_size: int = 4, merge: str = "nmm", match_metric: str = "ios",
                  match_threshold: float = 0.5, max_detections: Optional[int] = None) -> None:
         super().__init__()
         if merge not in MERGE_METHODS:

@@ -274,6 +274,11 @@ class ByteTracker:
         return self._next_id - 1
 
     @property
+    def tracks_started(self) -> int:
+        """Ids given out so far (confirmed tracks since the last reset)."""
+        return self._next_id - 1
+
+    @property
     def active_tracks(self) -> int:
         """Tracks currently followed (tracked or lost, not tentative)."""
         return sum(t.state in (TRACKED, LOST) for t in self.tracks)
