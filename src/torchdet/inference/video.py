@@ -231,7 +231,8 @@ def _frame_record(index: int, timestamp: float, output: Dict[str, Tensor], categ
     return {"frame": index, "timestamp": round(timestamp, 4), "detections": detections}
 
 
-def draw_frame(image: Tensor, output: Dict[str, Tensor], categories: Sequence[str], width: int = 2) -> Tensor:
+def draw_frame(image: Tensor, output: Dict[str, Tensor], categories: Sequence[str], width: int = 2,
+               font_size: Optional[int] = None) -> Tensor:
     """`image` uint8 [3, H, W] with its detections drawn: captions ``#id name score`` and one colour
     per track when ``track_ids`` are given, else ``name score`` and one colour per class."""
     from torchdet.visualization import color_palette, draw_bounding_boxes, draw_segmentation_masks
@@ -250,7 +251,8 @@ def draw_frame(image: Tensor, output: Dict[str, Tensor], categories: Sequence[st
         masks = masks[:, 0] if masks.dim() == 4 else masks
         image = draw_segmentation_masks(image, masks > 0.5 if masks.is_floating_point() else masks.bool(),
                                         alpha=0.5, colors=colours)
-    return draw_bounding_boxes(image, output["boxes"], captions, colors=colours, width=width, label_background=True)
+    return draw_bounding_boxes(image, output["boxes"], captions, colors=colours, width=width, font_size=font_size,
+                               label_background=True)
 
 
 def run_video(weights: str, source: str, *, out: str, model: Optional[str] = None, num_classes: Optional[int] = None,
