@@ -98,12 +98,13 @@ class _SquareFinder(nn.Module):
             if len(ys) == 0:
                 outputs.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
                                 "labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 1, *fg.shape),
-                                "keypoints": torch.zeros(0, 1, 3)})
+                                "keypoints": torch.zeros(0, 1, 3), "keypoints_scores": torch.zeros(0, 1)})
                 continue
             box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
             centre = torch.tensor([[[(box[0, 0] + box[0, 2]) / 2, (box[0, 1] + box[0, 3]) / 2, 1.0]]])
             outputs.append({"boxes": box, "scores": torch.tensor([0.5 + 0.001 * len(ys)]),
-                            "labels": torch.tensor([3]), "masks": fg[None, None].float(), "keypoints": centre})
+                            "labels": torch.tensor([3]), "masks": fg[None, None].float(), "keypoints": centre,
+                            "keypoints_scores": torch.tensor([[float(len(ys))]])})
         return outputs
 
 
@@ -121,6 +122,7 @@ def test_boxes_masks_keypoints_mapped_back_to_the_image():
             assert torch.equal(out["masks"][0, 0] > 0.5, image[0] > 0.5)
         x1, y1, x2, y2 = out["boxes"][0].tolist()  # nms: the best single view
         assert out["keypoints"][0, 0, :2].tolist() == pytest.approx([(x1 + x2) / 2, (y1 + y2) / 2])
+        assert out["keypoints_scores"].tolist() == [[(x2 - x1) * (y2 - y1)]]  # the best view's own entry
         assert (out["masks"][0, 0] > 0.5).sum() > 0
 
 

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("av")
 
 from inference.mot import clear_mot  # noqa: E402
-from inference.scenes import BUILDER, CATEGORIES, BlobDetector, moving_squares  # noqa: E402
+from inference.scenes import BUILDER, CATEGORIES, BlobDetector, moving_squares, recall  # noqa: E402
 from torchdet.inference.tracking import ByteTracker  # noqa: E402
 from torchdet.inference.video import VideoReader, VideoWriter, is_video_source, predict_video  # noqa: E402
 
@@ -146,3 +146,17 @@ def test_cli_rejects_track_on_images_and_mixed_sources(squares_video, blob_check
     assert "--track follows objects" in capsys.readouterr().err
     assert main(["predict", "--weights", str(blob_checkpoint), str(path), "b.mp4", "--out", str(tmp_path)]) == 1
     assert "one video" in capsys.readouterr().err
+
+
+def test_cli_slices_video_frames(squares_video, blob_checkpoint, tmp_path):
+    from torchdet.cli import main
+
+    path, tracks, _ = squares_video
+    out = tmp_path / "sliced"
+    assert main(["predict", "--weights", str(blob_checkpoint), str(path), "--out", str(out), "--slice", "64", "80",
+                 "--overlap", "0.5", "--max-frames", "6", "--no-pictures", "--device", "cpu"]) == 0
+    records = _lines(out / "squares.jsonl")
+    assert len(records) == 6 and not (out / "squares.mp4").exists()
+    for record, truth in zip(records, tracks):  # one box per square, however the tiles cut it
+        found = torch.tensor([d["box"] for d in record["detections"]])
+        assert len(found) == 4 and recall(found, torch.tensor(list(truth.values())), iou=0.9) == 1.0

@@ -73,13 +73,17 @@ def greedy_clusters(boxes: Tensor, scores: Tensor, labels: Tensor, *, match_metr
         boxes: ``[N, 4]`` xyxy; scores: ``[N]``; labels: ``[N]`` int.
 
     Returns:
-        one int64 index tensor per group, the group's best box first; groups by decreasing score.
+        one int64 index tensor per group, the group's best box first (ties: the larger box);
+        groups by decreasing score.
         The first boxes are what NMS keeps; non-maximum merging replaces each group by its union.
     """
     _check_match(match_metric, match_threshold)
     if len(boxes) == 0:
         return []
-    order = torch.sort(scores, descending=True, stable=True).indices
+    # Best score first; among equal scores the larger box, so a whole view of an object leads the
+    # group rather than a piece cut by a tile border.
+    by_area = torch.sort(box_area(boxes.float()), descending=True, stable=True).indices
+    order = by_area[torch.sort(scores[by_area], descending=True, stable=True).indices]
     ranked = boxes[order].float()
     pairwise = box_iou(ranked, ranked) if match_metric == "iou" else box_ios(ranked, ranked)  # [N, N]
     same_class = labels[order][:, None] == labels[order][None, :]
@@ -123,7 +127,8 @@ class SlicedPredictor(nn.Module):
 
     forward(images) -> one dict per image, as the model returns for a whole image: ``boxes``
     ``[K, 4]`` xyxy in the image's pixels, ``scores`` ``[K]`` (decreasing), ``labels`` ``[K]``, and
-    ``masks`` ``[K, 1, H, W]`` / ``keypoints`` ``[K, P, 3]`` when the model gives them.
+    ``masks`` ``[K, 1, H, W]`` / ``keypoints`` ``[K, P, 3]`` when the model gives them; any other
+    per-detection entry (``keypoints_scores``) is that of each group's best detection.
     """
 
     def __init__(self, model: nn.Module, tile_size: Union[int, Tuple[int, int]] = 512, overlap: float = 0.2, *,
@@ -194,6 +199,8 @@ class SlicedPredictor(nn.Module):
             result["boxes"] = torch.stack([_union_box(all_boxes[g.to(all_boxes.device)]) for g in groups])
         if keypoints:
             result["keypoints"] = torch.cat(keypoints)[keepers]
+        for key in outputs[0].keys() - {"boxes", "scores", "labels", "masks", "keypoints"}:
+            result[key] = torch.cat([out[key] for out in outputs])[keepers]  # e.g. keypoints_scores [N, K]
         if "masks" in outputs[0]:
             members = [g[:1] if self.merge == "nms" else g for g in groups]
             result["masks"] = _paste_masks(outputs, windows, origin_rows, members, height, width)
