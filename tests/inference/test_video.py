@@ -160,3 +160,30 @@ def test_cli_slices_video_frames(squares_video, blob_checkpoint, tmp_path):
     for record, truth in zip(records, tracks):  # one box per square, however the tiles cut it
         found = torch.tensor([d["box"] for d in record["detections"]])
         assert len(found) == 4 and recall(found, torch.tensor(list(truth.values())), iou=0.9) == 1.0
+
+
+def test_cli_runs_a_tiny_torchdet_model_on_a_video(squares_video, tmp_path):
+    """A real (untrained) torchdet detector through decode, slicing, tracking, drawing and encoding."""
+    from torchdet.cli import main
+    from torchdet.engine.builders import build_model
+
+    path, _, _ = squares_video
+    torch.manual_seed(0)
+    model = build_model("fasterrcnn_tiny", {"num_classes": 3})
+    with torch.no_grad():  # untrained, but sure of class "a": every proposal survives as a detection
+        model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 6.0, 0.0]))
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save({"model": model.state_dict(), "builder": "fasterrcnn_tiny", "builder_kwargs": {"num_classes": 3},
+                "categories": ["__background__", "a", "b"]}, checkpoint)
+    out = tmp_path / "tiny"
+    assert main(["predict", "--weights", str(checkpoint), str(path), "--out", str(out), "--track", "--slice", "96",
+                 "96", "--max-frames", "5", "--batch-size", "2", "--score-thresh", "0.3", "--device", "cpu"]) == 0
+    records = _lines(out / "squares.jsonl")
+    assert [r["frame"] for r in records] == list(range(5))
+    tracked = [d for r in records for d in r["detections"]]
+    assert tracked and {d["category_name"] for d in tracked} == {"a"}
+    for det in tracked:
+        assert set(det) == {"box", "score", "label", "category_name", "track_id"} and det["track_id"] >= 1
+    reader = VideoReader(str(out / "squares.mp4"))
+    assert len(list(reader)) == 5
+    reader.close()
