@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
-import numpy as np
-
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

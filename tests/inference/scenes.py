@@ -34,7 +34,8 @@ class BlobDetector(nn.Module):
         self.min_side = min_side
         self.score = score
 
-    def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None) -> List[Dict[str, Tensor]]:
+    def forward(self, images: List[Tensor],
+                targets: Optional[List[Dict[str, Tensor]]] = None) -> List[Dict[str, Tensor]]:
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, _ = self.transform(images)
         results = []
@@ -59,8 +60,8 @@ class BlobDetector(nn.Module):
         if len(ys) == 0:
             return _empty()
         ys, xs = ys + k // 2, xs + k // 2  # inside the blob
-        boxes = torch.tensor([_run_extent(fg[y], x) + _run_extent(fg[:, x], y) for y, x in zip(ys.tolist(), xs.tolist())],
-                             dtype=torch.float32)[:, [0, 2, 1, 3]]
+        extents = [_run_extent(fg[y], x) + _run_extent(fg[:, x], y) for y, x in zip(ys.tolist(), xs.tolist())]
+        boxes = torch.tensor(extents, dtype=torch.float32)[:, [0, 2, 1, 3]]  # (x1, x2, y1, y2) -> xyxy
         scores = torch.full((len(boxes),), self.score)
         keep = nms(boxes, scores, 0.5)
         return {"boxes": boxes[keep], "scores": scores[keep], "labels": torch.ones(len(keep), dtype=torch.int64)}

@@ -46,7 +46,8 @@ def is_video_source(source: str) -> bool:
     text = str(source)
     if Path(text).is_dir():
         return False
-    return (text.isdigit() and not Path(text).exists()) or text.lower().startswith(STREAM_SCHEMES) or Path(text).suffix.lower() in VIDEO_SUFFIXES
+    camera = text.isdigit() and not Path(text).exists()
+    return camera or text.lower().startswith(STREAM_SCHEMES) or Path(text).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _source_name(source: str) -> str:
@@ -167,6 +168,8 @@ def predict_video(model: nn.Module, source: str, *, out_dir: Path, categories: S
     """
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {batch_size}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be at least 1; got {max_frames}")
     model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +184,9 @@ def predict_video(model: nn.Module, source: str, *, out_dir: Path, categories: S
         if result.video is not None:
             writer = VideoWriter(result.video, reader.fps or 30.0, reader.width, reader.height)
             stack.callback(writer.close)
-        total = reader.num_frames if max_frames is None or reader.num_frames is None else min(max_frames, reader.num_frames)
+        total = reader.num_frames
+        if total is not None and max_frames is not None:
+            total = min(total, max_frames)
 
         def finish(batch: List[Tuple[int, float, Tensor]]) -> None:
             outputs = model([image.to(device, torch.float32) / 255.0 for _, _, image in batch])
