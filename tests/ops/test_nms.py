@@ -143,7 +143,7 @@ def test_nms_many_blocks_matches_reference() -> None:
 def test_batched_nms_grouped_path_equals_per_class_nms(side_by_side: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above 1000 boxes batched_nms groups by class (no coordinate offsets): exactly per-class NMS,
     whether the classes' passes run one after the other or side by side."""
-    nms_module = importlib.import_module("torchdet.ops.nms")
+    nms_module = importlib.import_module("torchdet.ops._nms_numpy")
     monkeypatch.setattr(nms_module, "_MIN_GROUPS_SIDE_BY_SIDE", 1 if side_by_side else 10**9)
     n = 1500
     boxes = _random_boxes(n, seed=5)

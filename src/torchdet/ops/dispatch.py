@@ -74,6 +74,8 @@ def current_mode() -> str:
 class Implementation:
     """One registered form of an op.
 
+    ``fn``: the callable, or a bundle of callables when one dispatcher serves a family of ops
+    (``nms``, ``batched_nms`` and ``batched_nms_top`` share one, so each form keeps them consistent);
     ``devices``: device types it serves (``"cpu"``, ``"cuda"``, ...), ``None`` for any;
     ``modes``: the subset of ``MODES`` it serves; higher ``priority`` wins among matches.
     """
@@ -131,9 +133,15 @@ class OpDispatcher:
         out.update((i.name, i.fn) for i in self._impls)
         return out
 
-    def select(self, device_type: str, mode: Optional[str] = None) -> Tuple[str, Callable[..., Any]]:
-        """``(name, fn)`` of the form that a call on ``device_type`` in ``mode`` runs."""
-        name = _FORCED.get(self.name)
+    def select(
+        self, device_type: str, mode: Optional[str] = None, *, use_forced: bool = True
+    ) -> Tuple[str, Callable[..., Any]]:
+        """``(name, fn)`` of the form that a call on ``device_type`` in ``mode`` runs.
+
+        ``use_forced=False`` ignores ``forced()``: what a graph node's own kernel uses to find
+        the eager form it computes with (it must not select itself again).
+        """
+        name = _FORCED.get(self.name) if use_forced else None
         if name is not None:
             return name, self.implementations()[name]
         mode = current_mode() if mode is None else mode
