@@ -31,6 +31,5 @@ def offset_boxes(boxes: Tensor, idxs: Tensor) -> Tensor:
 
     ``boxes`` must be non-empty (the maximum of nothing is undefined).
     """
-    max_coordinate = boxes.max()
-    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))  # [N]
+    offsets = idxs.to(boxes) * (boxes.max() + 1)  # [N]; no host scalar copied to the device
     return boxes + offsets[:, None]

@@ -47,11 +47,11 @@ _FORCED: Dict[str, str] = {}
 
 
 def _fx_tracing() -> bool:
-    try:
-        from torch.fx._symbolic_trace import is_fx_tracing
-    except ImportError:  # pragma: no cover - older torch
-        return False
-    return is_fx_tracing()
+    from torch.fx import _symbolic_trace
+
+    # is_fx_tracing is also true under torch.export (and warns so); export counts as compiling anyway.
+    check = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None) or getattr(_symbolic_trace, "is_fx_tracing", None)
+    return bool(check()) if check is not None else False
 
 
 def _compiling() -> bool:
