@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from torch.fx import _symbolic_trace
 
 __all__ = ["OpDispatcher", "Implementation", "current_mode", "forced", "MODES", "all_dispatchers"]
 
@@ -46,12 +47,12 @@ _DISPATCHERS: Dict[str, "OpDispatcher"] = {}
 _FORCED: Dict[str, str] = {}
 
 
-def _fx_tracing() -> bool:
-    from torch.fx import _symbolic_trace
+# is_fx_tracing is also true under torch.export (and warns so); export counts as compiling anyway.
+_FX_TRACING = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None) or getattr(_symbolic_trace, "is_fx_tracing", None)
 
-    # is_fx_tracing is also true under torch.export (and warns so); export counts as compiling anyway.
-    check = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None) or getattr(_symbolic_trace, "is_fx_tracing", None)
-    return bool(check()) if check is not None else False
+
+def _fx_tracing() -> bool:
+    return _FX_TRACING() if _FX_TRACING is not None else False
 
 
 def _compiling() -> bool:
@@ -65,7 +66,9 @@ def current_mode() -> str:
     """``"compile"``, ``"trace"`` or ``"eager"``: how the calling code is being executed."""
     if _compiling() or _fx_tracing():
         return "compile"
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    # The legacy ONNX exporter runs the model under torch.jit tracing, so is_tracing covers it
+    # (torch.onnx.is_in_onnx_export imports two modules per call: too slow for every op call).
+    if torch.jit.is_tracing():
         return "trace"
     return "eager"
 
