@@ -24,25 +24,15 @@ from __future__ import annotations
 
 from typing import Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from torchdet.ops._nms_common import NMSForm, offset_boxes, offset_trick_limit
+from torchdet.ops._nms_common import NMSForm, batched_by_size, compute_coords, threshold_below
 
 __all__ = ["DEVICE_FORM"]
 
 _FIRST_ROUND = 16  # fixed-point steps before the first convergence read
 _TILE_ELEMENTS = 1 << 24  # mask entries computed per IoU tile
-
-
-def _threshold_below(iou_threshold: float, dtype: torch.dtype) -> float:
-    """The largest value of ``dtype`` at or below ``iou_threshold`` (see ``_nms_numpy``), on the host."""
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    t = np.asarray(iou_threshold, dtype=np_dtype)
-    if float(t) > iou_threshold:
-        t = np.nextafter(t, np.asarray(-np.inf, dtype=np_dtype))
-    return float(t)
 
 
 def _mask_dtype(device: torch.device) -> torch.dtype:
@@ -55,7 +45,7 @@ def _overlap_mask(table: Tensor, threshold: float) -> Tensor:
 
     Args:
         table: ``[G, n, 4]`` boxes per group in visiting order (NaN rows for padding never overlap).
-        threshold: from ``_threshold_below`` (a value of the table's dtype).
+        threshold: from ``threshold_below`` (a value of the table's dtype).
     """
     g, n = table.shape[0], table.shape[1]
     area = (table[..., 2] - table[..., 0]) * (table[..., 3] - table[..., 1])  # [G, n]
@@ -108,18 +98,13 @@ def _compact(order: Tensor, kept: Tensor, count: int) -> Tensor:
     return order[torch.sort((~kept).to(torch.uint8), stable=True)[1][:count]]
 
 
-def _coords(boxes: Tensor) -> Tensor:
-    boxes = boxes.detach()
-    return boxes if boxes.dtype == torch.float64 else boxes.float()
-
-
 def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     n = boxes.shape[0]
     if n == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores.detach(), descending=True, stable=True)[1]  # [N]
-    table = _coords(boxes)[order][None]  # [1, N, 4]
-    mask = _overlap_mask(table, _threshold_below(iou_threshold, table.dtype))
+    table = compute_coords(boxes)[order][None]  # [1, N, 4]
+    mask = _overlap_mask(table, threshold_below(iou_threshold, table.dtype == torch.float64))
     kept, count = _greedy_fixed_point(mask, torch.arange(n, device=boxes.device))
     return _compact(order, kept, count)
 
@@ -139,21 +124,17 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     slot = position - torch.where(first, position, 0).cummax(0)[0]  # [N] rank within the class
     layout = int((group[-1] * (n + 1) + slot.max()).item())  # one host read: table size
     groups, width = layout // (n + 1) + 1, layout % (n + 1) + 1
-    coords = _coords(boxes)
+    coords = compute_coords(boxes)
     table = torch.full((groups, width, 4), float("nan"), dtype=coords.dtype, device=device)
     table[group, slot] = coords[order]
-    mask = _overlap_mask(table, _threshold_below(iou_threshold, coords.dtype))
+    mask = _overlap_mask(table, threshold_below(iou_threshold, coords.dtype == torch.float64))
     kept, count = _greedy_fixed_point(mask, group * width + slot)
     keep = torch.sort(_compact(order, kept, count))[0]
     return keep[torch.sort(scores.detach()[keep], descending=True, stable=True)[1]]
 
 
 def _batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    if boxes.shape[0] == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    if boxes.numel() > offset_trick_limit(boxes.device.type):
-        return _batched_nms_grouped(boxes, scores, idxs, iou_threshold)
-    return _nms(offset_boxes(boxes, idxs), scores, iou_threshold)
+    return batched_by_size(boxes, scores, idxs, iou_threshold, _nms, _batched_nms_grouped)
 
 
 def _batched_nms_top(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, max_kept: int) -> Tensor:

@@ -8,7 +8,7 @@ already suppressed are dropped from every later block, so work shrinks as suppre
 NumPy runs these elementwise passes faster than PyTorch's small-op overhead allows.
 
 The IoU of a pair is ``inter / (area_i + area_j - inter)`` in float32 (float64 boxes stay
-float64) and compared through ``_threshold_below``, exactly as the reference does.
+float64) and compared through ``threshold_below``, exactly as the reference does.
 """
 from __future__ import annotations
 
@@ -18,24 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchdet.ops._nms_common import NMSForm, offset_boxes, offset_trick_limit
+from torchdet.ops._nms_common import NMSForm, batched_by_size, compute_coords, offset_trick_limit, threshold_below
 
 __all__ = ["NUMPY_FORM"]
 
 _BLOCK = 128  # rows whose greedy pass is resolved together (128 beat 64 and 256 on RPN-like and uniform boxes)
 _TILE = 1024  # columns per vectorised IoU tile
-
-
-def _threshold_below(iou_threshold: float, dtype: np.dtype) -> np.floating:
-    """The largest value ``t`` of ``dtype`` with ``t <= iou_threshold``.
-
-    For every ``x`` of ``dtype``, ``x > t`` holds exactly when ``float(x) > iou_threshold``, so the
-    comparison can stay in ``dtype`` and still match a comparison made in double precision.
-    """
-    t = np.asarray(iou_threshold, dtype=dtype)
-    if float(t) > iou_threshold:
-        t = np.nextafter(t, np.asarray(-np.inf, dtype=dtype))
-    return t[()]
 
 
 def _iou_above(
@@ -48,7 +36,7 @@ def _iou_above(
         cols: ``[M]`` box indices.
         coords: ``[4, N]`` x1, y1, x2, y2 rows.
         area: ``[N]`` box areas.
-        threshold: from ``_threshold_below``.
+        threshold: from ``_threshold``.
 
     Returns:
         ``[R, M]`` bool.
@@ -75,7 +63,7 @@ def _greedy_keep(
 
     Args:
         coords: ``[4, N]`` x1, y1, x2, y2 rows, boxes sorted by decreasing score.
-        threshold: from ``_threshold_below``.
+        threshold: from ``_threshold``.
         groups: optional ``[N]`` non-decreasing group ids; boxes only suppress boxes of
             their own group (each group's boxes still by decreasing score).
 
@@ -134,7 +122,7 @@ def _iou_above_tiled(
         row_area: ``[k, b]``.
         cols: ``[4, k, m]`` column boxes (NaN for padding).
         col_area: ``[k, m]``.
-        threshold: from ``_threshold_below``.
+        threshold: from ``_threshold``.
 
     Returns:
         ``[k, b, m]`` bool, IoU > threshold (False wherever a padding box is involved).
@@ -185,7 +173,7 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
     Args:
         coords: ``[4, N]`` boxes ordered by group, then by decreasing score.
         groups: ``[N]`` non-decreasing group ids.
-        threshold: from ``_threshold_below``.
+        threshold: from ``_threshold``.
 
     Returns:
         ``[N]`` bool, True for kept boxes.
@@ -248,10 +236,12 @@ def _greedy_keep_classes(coords: np.ndarray, groups: np.ndarray, threshold: np.f
 
 def _as_numpy_coords(boxes: Tensor) -> np.ndarray:
     """``[N, 4]`` boxes -> ``[4, N]`` contiguous float32/float64 NumPy array on the CPU."""
-    boxes = boxes.detach()
-    if boxes.dtype != torch.float64:
-        boxes = boxes.float()
-    return np.ascontiguousarray(boxes.cpu().numpy().T)
+    return np.ascontiguousarray(compute_coords(boxes).cpu().numpy().T)
+
+
+def _threshold(iou_threshold: float, dtype: np.dtype) -> np.floating:
+    """``threshold_below`` as a NumPy scalar of the coordinates' dtype."""
+    return np.dtype(dtype).type(threshold_below(iou_threshold, dtype == np.float64))
 
 
 def _as_numpy_scores(scores: Tensor) -> np.ndarray:
@@ -265,7 +255,7 @@ def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores.detach().cpu(), descending=True, stable=True)[1]  # [N]
     coords = _as_numpy_coords(boxes)[:, order.numpy()]
-    keep = _greedy_keep(coords, _threshold_below(iou_threshold, coords.dtype))
+    keep = _greedy_keep(coords, _threshold(iou_threshold, coords.dtype))
     return order[torch.from_numpy(keep)].to(boxes.device)
 
 
@@ -278,7 +268,7 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
     order = np.lexsort((-score, idxs.detach().cpu().numpy()))  # by class, then score; ties by index
     coords = _as_numpy_coords(boxes)[:, order]
     groups = idxs.detach().cpu().numpy()[order]
-    threshold = _threshold_below(iou_threshold, coords.dtype)
+    threshold = _threshold(iou_threshold, coords.dtype)
     if np.count_nonzero(np.diff(groups)) + 1 >= _MIN_GROUPS_SIDE_BY_SIDE:
         keep = order[_greedy_keep_classes(coords, groups, threshold)]
     else:
@@ -289,11 +279,7 @@ def _batched_nms_grouped(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresh
 
 
 def _batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    if boxes.shape[0] == 0:
-        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    if boxes.numel() > offset_trick_limit(boxes.device.type):
-        return _batched_nms_grouped(boxes, scores, idxs, iou_threshold)
-    return _nms(offset_boxes(boxes, idxs), scores, iou_threshold)
+    return batched_by_size(boxes, scores, idxs, iou_threshold, _nms, _batched_nms_grouped)
 
 
 def _batched_nms_top(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, max_kept: int) -> Tensor:

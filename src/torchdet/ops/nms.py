@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from torchdet.errors import InvalidOpInputError
-from torchdet.ops._nms_common import NMSForm, offset_boxes, offset_trick_limit
+from torchdet.ops._nms_common import NMSForm, compute_coords, offset_boxes, offset_trick_limit
 from torchdet.ops._nms_device import DEVICE_FORM
 from torchdet.ops._nms_export import CUSTOM_OP_FORM, ONNX_FORM
 from torchdet.ops._nms_numpy import NUMPY_FORM
@@ -48,11 +48,7 @@ _TILE = 1024  # columns per IoU tile of the reference
 
 
 def _threshold_below_torch(iou_threshold: float, dtype: torch.dtype) -> Tensor:
-    """The largest value ``t`` of ``dtype`` with ``t <= iou_threshold``, as a 0-dim tensor.
-
-    For every ``x`` of ``dtype``, ``x > t`` holds exactly when ``float(x) > iou_threshold``, so the
-    comparison can stay in ``dtype`` and still match a comparison made in double precision.
-    """
+    """``_nms_common.threshold_below`` in torch ops (TorchScript cannot call NumPy), a 0-dim tensor of ``dtype``."""
     t = torch.tensor(iou_threshold, dtype=dtype)
     if float(t) > iou_threshold:
         t = torch.nextafter(t, torch.tensor(float("-inf"), dtype=dtype))
@@ -126,12 +122,6 @@ def _greedy_keep_torch(
     return alive
 
 
-def _compute_coords(boxes: Tensor) -> Tensor:
-    """Boxes in the dtype IoUs are computed in: float64 stays, everything else becomes float32."""
-    boxes = boxes.detach()
-    return boxes if boxes.dtype == torch.float64 else boxes.float()
-
-
 def _greedy_nms_reference(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Optional[Tensor]) -> Tensor:
     """Greedy NMS (``idxs`` None) or per-class greedy NMS on the original coordinates."""
     if boxes.shape[0] == 0:
@@ -143,7 +133,7 @@ def _greedy_nms_reference(boxes: Tensor, scores: Tensor, iou_threshold: float, i
         by_class = torch.sort(classes, stable=True)[1]
         order = order[by_class]
         groups = classes[by_class]
-    coords = _compute_coords(boxes)[order]
+    coords = compute_coords(boxes)[order]
     alive = _greedy_keep_torch(coords, _threshold_below_torch(iou_threshold, coords.dtype), groups)
     keep = order[alive]
     if idxs is not None:
