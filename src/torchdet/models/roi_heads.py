@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.models import keypoint_ops, mask_ops  # called through the modules: export swaps a decoder
+from torchdet.models import keypoint_ops, mask_ops
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
