@@ -459,6 +459,49 @@ def _check_batch_index(rois: Tensor, batch: int) -> None:
         )
 
 
+def _reference_taps(
+    rois: Tensor, geometry: Geometry, max_grid: Tuple[int, int], pooled: Tuple[int, int], shape: Tuple[int, int],
+    a: int, b: int,
+) -> Tuple[Tensor, Tensor]:
+    """Pixel-table rows and weights of every tap of every bin of RoIs ``a:b``.
+
+    Args:
+        rois: ``[K, 5]`` in the compute dtype; geometry: from ``_roi_geometry``.
+        max_grid: ``(gh, gw)`` at least every RoI's grid (extra samples get weight zero).
+        pooled: ``(ph, pw)``; shape: the feature map's ``(H, W)``.
+
+    Returns:
+        ``(entries, weights)``, both ``[(b - a) * ph * pw, 4 * gh * gw]``, bins in RoI-major order.
+    """
+    start_y, start_x, bin_h, bin_w, grid_h, grid_w = geometry
+    pooled_h, pooled_w = pooled
+    height, width = shape
+    k = b - a
+    y_index, y_weight = _axis_samples(start_y[a:b], bin_h[a:b], grid_h[a:b], max_grid[0], pooled_h,
+                                      torch.full_like(grid_h[a:b], height))
+    x_index, x_weight = _axis_samples(start_x[a:b], bin_w[a:b], grid_w[a:b], max_grid[1], pooled_w,
+                                      torch.full_like(grid_w[a:b], width))
+    base = (rois[a:b, 0].long() * (height * width)).view(k, 1, 1, 1, 1)
+    # [k, ph, pw, 2*gh, 2*gw]: table row and weight of every tap of every bin.
+    entries = base + y_index.view(k, pooled_h, 1, -1, 1) * width + x_index.view(k, 1, pooled_w, 1, -1)
+    inv_count = 1.0 / (grid_h[a:b] * grid_w[a:b]).clamp(min=1).to(y_weight.dtype)
+    y_weight = y_weight.view(k, pooled_h, -1) * inv_count.view(k, 1, 1)
+    weights = y_weight.view(k, pooled_h, 1, -1, 1) * x_weight.view(k, 1, pooled_w, 1, -1)
+    taps = 4 * max_grid[0] * max_grid[1]
+    return entries.reshape(-1, taps), weights.reshape(-1, taps)
+
+
+def _reference_setup(
+    rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int, aligned: bool,
+    dtype: torch.dtype, device: torch.device,
+) -> Tuple[Tensor, Geometry, Tuple[int, int]]:
+    """The reference's rois (compute dtype), geometry and padded grid ``(gh, gw)``."""
+    rois = rois.detach().to(device=device, dtype=dtype)
+    scale = torch.tensor(spatial_scale, dtype=dtype, device=device)
+    geometry = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
+    return rois, geometry, (max(int(geometry[4].max()), 1), max(int(geometry[5].max()), 1))
+
+
 def _roi_align_reference(
     input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
     aligned: bool,
@@ -482,32 +525,41 @@ def _roi_align_reference(
     if num_rois == 0 or height == 0 or width == 0:
         return input.new_zeros((num_rois, channels, pooled_h, pooled_w))
     dtype = _compute_dtype(input.dtype)
-    rois = rois.detach().to(device=input.device, dtype=dtype)
-    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
-    start_y, start_x, bin_h, bin_w, grid_h, grid_w = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
-    max_gh = max(int(grid_h.max()), 1)
-    max_gw = max(int(grid_w.max()), 1)
-    taps = 4 * max_gh * max_gw
+    rois, geometry, grid = _reference_setup(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned,
+                                            dtype, input.device)
     table = _pixel_table(input, dtype)  # [B*H*W, C]
-    rows = torch.full_like(grid_h, height)
-    cols = torch.full_like(grid_w, width)
-    inv_count = 1.0 / (grid_h * grid_w).clamp(min=1).to(dtype)  # [K]
-    step = max(1, (1 << 22) // (pooled_h * pooled_w * taps))  # entries per chunk (a literal for TorchScript)
+    step = max(1, (1 << 22) // (pooled_h * pooled_w * 4 * grid[0] * grid[1]))  # a literal for TorchScript
     pooled: List[Tensor] = []
     for a in range(0, num_rois, step):
-        b = min(a + step, num_rois)
-        k = b - a
-        y_index, y_weight = _axis_samples(start_y[a:b], bin_h[a:b], grid_h[a:b], max_gh, pooled_h, rows[a:b])
-        x_index, x_weight = _axis_samples(start_x[a:b], bin_w[a:b], grid_w[a:b], max_gw, pooled_w, cols[a:b])
-        base = (rois[a:b, 0].long() * (height * width)).view(k, 1, 1, 1, 1)
-        # [k, ph, pw, 2*gh, 2*gw]: table row and weight of every tap of every bin.
-        entries = base + y_index.view(k, pooled_h, 1, -1, 1) * width + x_index.view(k, 1, pooled_w, 1, -1)
-        y_weight = y_weight.view(k, pooled_h, -1) * inv_count[a:b].view(k, 1, 1)
-        weights = y_weight.view(k, pooled_h, 1, -1, 1) * x_weight.view(k, 1, pooled_w, 1, -1)
-        pooled.append(F.embedding_bag(entries.reshape(-1, taps), table, mode="sum",
-                                      per_sample_weights=weights.reshape(-1, taps)))
+        entries, weights = _reference_taps(rois, geometry, grid, (pooled_h, pooled_w), (height, width), a,
+                                           min(a + step, num_rois))
+        pooled.append(F.embedding_bag(entries, table, mode="sum", per_sample_weights=weights))
     bins = torch.cat(pooled).view(num_rois, pooled_h, pooled_w, channels)
     return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
+
+
+def _roi_align_input_grad(
+    grad: Tensor, rois: Tensor, input_shape: List[int], pooled_h: int, pooled_w: int, spatial_scale: float,
+    sampling_ratio: int, aligned: bool,
+) -> Tensor:
+    """Gradient of ``roi_align`` with respect to its input (it is linear in the input): every tap's
+    weight times its bin's gradient, added to the tap's pixel. ``grad [K, C, ph, pw]`` -> ``[B, C, H, W]``."""
+    batch, channels, height, width = input_shape[0], input_shape[1], input_shape[2], input_shape[3]
+    num_rois = rois.shape[0]
+    dtype = _compute_dtype(grad.dtype)
+    table = torch.zeros((batch * height * width, channels), dtype=dtype, device=grad.device)
+    if num_rois > 0 and height > 0 and width > 0:
+        rois, geometry, grid = _reference_setup(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned,
+                                                dtype, grad.device)
+        bins = pooled_h * pooled_w
+        grad_bins = grad.to(dtype).permute(0, 2, 3, 1).reshape(num_rois * bins, channels)
+        step = max(1, (1 << 22) // (bins * 4 * grid[0] * grid[1] * max(channels, 1)))
+        for a in range(0, num_rois, step):
+            b = min(a + step, num_rois)
+            entries, weights = _reference_taps(rois, geometry, grid, (pooled_h, pooled_w), (height, width), a, b)
+            contributions = weights[:, :, None] * grad_bins[a * bins:b * bins, None, :]  # [bins, taps, C]
+            table.index_add_(0, entries.reshape(-1), contributions.reshape(-1, channels))
+    return table.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous().to(grad.dtype)
 
 
 roi_align_dispatch = OpDispatcher("roi_align", reference=_roi_align_reference)
@@ -609,12 +661,9 @@ def _roi_align_backward_op(
     grad: Tensor, rois: Tensor, batch: int, channels: int, height: int, width: int, pooled_height: int,
     pooled_width: int, spatial_scale: float, sampling_ratio: int, aligned: bool,
 ) -> Tensor:
-    """Gradient of ``torchdet::roi_align`` with respect to its input (it is linear in the input)."""
-    with torch.enable_grad():
-        x = grad.new_zeros((batch, channels, height, width), requires_grad=True)
-        out = _roi_align_grouped(x, rois, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned)
-        (grad_input,) = torch.autograd.grad(out, x, grad, allow_unused=True)
-    return torch.zeros_like(x) if grad_input is None else grad_input
+    """Gradient of ``torchdet::roi_align`` with respect to its input: ``[B, C, H, W]``."""
+    return _roi_align_input_grad(grad, rois, [batch, channels, height, width], pooled_height, pooled_width,
+                                 spatial_scale, sampling_ratio, aligned)
 
 
 @_roi_align_backward_op.register_fake
