@@ -45,14 +45,18 @@ def _pair(norm_kind: str, bias: bool = False, groups: int = 1, stride: int = 1, 
 
 @pytest.mark.parametrize("norm_kind", ["frozen", "bn", "bn_no_affine"])
 @pytest.mark.parametrize("bias, groups, stride, dilation", [(False, 1, 1, 1), (True, 2, 2, 1), (False, 8, 1, 2)])
-def test_folded_matches_conv_then_norm(norm_kind, bias, groups, stride, dilation):
+def test_every_form_matches_the_reference(norm_kind, bias, groups, stride, dilation):
     conv, norm = _pair(norm_kind, bias, groups, stride, dilation)
     x = torch.randn(2, 8, 11, 13)
+    forms = fusion.conv_norm_dispatch.implementations()
+    assert set(forms) == {"reference", "folded"}
     with torch.no_grad():
         assert fusion.can_fold(conv, norm)
         expected = norm(conv(x))
-        got = fusion.conv_norm(x, conv, norm)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(forms["reference"](x, conv, norm), expected, rtol=0, atol=0)
+        for name, form in forms.items():
+            torch.testing.assert_close(form(x, conv, norm), expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        assert "_torchdet_folded" in vars(conv)  # the folded form ran folded
 
 
 def test_state_dict_unchanged_and_the_cache_stays_private_to_the_conv():
