@@ -511,7 +511,8 @@ def _roi_align_reference(
     Every RoI gets the largest RoI's grid; the extra samples have weight zero. The taps of all bins
     are one ``[bins, taps]`` index/weight pair for ``embedding_bag`` over the channels-last pixel
     table, in chunks of RoIs that bound the entry lists' memory. Scriptable, differentiable in
-    ``input``, any device.
+    ``input``, any device; a trace keeps it right at other RoI counts with a fixed
+    ``sampling_ratio > 0`` (an adaptive grid's padded size is read as a Python int).
 
     Args:
         input: ``[B, C, H, W]``; rois: ``[K, 5]`` ``(batch index, x1, y1, x2, y2)``.
