@@ -50,6 +50,9 @@ def wh_pairs_for_level(scale: float, next_scale: float, aspect_ratios: Sequence[
 def _traced_width_height(images: Tensor) -> Tensor:
     """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images, read from the shape as a tensor so that a trace
     keeps it (a list of sizes would be a constant)."""
+    if torch.compiler.is_compiling():  # symbolic sizes: fake tensors have no shape tensor
+        return torch.stack([torch.scalar_tensor(images.shape[-1], dtype=torch.int64),
+                            torch.scalar_tensor(images.shape[-2], dtype=torch.int64)])
     return torch._shape_as_tensor(images)[-2:].flip(0)
 
 
