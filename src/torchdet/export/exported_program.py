@@ -59,7 +59,8 @@ def export_program(model: nn.Module, images: Optional[Tensor] = None, *, image_s
         model: a torchdet detector; it is put in eval mode.
         images: the example ``[B, 3, H, W]``; default :func:`example_images` of ``batch_size``
             and ``image_size``, on the model's device.
-        strict: trace with dynamo (``True``) or with Python itself (``False``, torch's default).
+        strict: trace with dynamo (``True``; one eager run on ``images`` first) or with Python
+            itself (``False``, torch's default).
         min_side, max_side: the range of ``H`` and ``W`` the program accepts.
 
     Returns:
@@ -72,6 +73,8 @@ def export_program(model: nn.Module, images: Optional[Tensor] = None, *, image_s
     if images.dim() != 4:
         raise ValueError(f"images must be one [B, 3, H, W] tensor; got shape {list(images.shape)}")
     with torch.no_grad():
+        if strict:
+            model(images)  # one eager run caches the RoI poolers' scales, which dynamo would guard on
         return torch.export.export(model, (images,), dynamic_shapes=dynamic_shapes(min_side, max_side),
                                    strict=strict)
 

@@ -287,8 +287,13 @@ class MultiScaleRoIAlign(nn.Module):
             ``[sum L_i, C, h, w]`` pooled features, in the order of ``boxes``.
         """
         features = _filter_features(x, self.featmap_names)
-        scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
-        self.scales, self.map_levels = scales, mapper
+        if not torch.jit.is_scripting() and torch.compiler.is_compiling() and self.scales is not None:
+            # Constants of the architecture (see _infer_scale): under dynamo (strict export,
+            # torch.compile) computing them again would guard on the sizes.
+            scales, mapper = self.scales, self.map_levels
+        else:
+            scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
+            self.scales, self.map_levels = scales, mapper
         return multi_scale_roi_align(features, boxes, self.output_size, self.sampling_ratio, scales, mapper)
 
     def __repr__(self) -> str:
