@@ -21,7 +21,7 @@ from torch import nn
 
 from torchdet.atomic import atomic_path
 from torchdet.engine import distributed
-from torchdet.engine.builders import build_model, builder_accepts, get_builder, model_outputs
+from torchdet.models.registry import build_model, builder_accepts, model_outputs, get_model_builder as get_builder
 from torchdet.engine.checkpoint import load_checkpoint, require_training_checkpoint, state_dict_mismatch
 from torchdet.engine.coco_eval import format_metrics
 from torchdet.engine.datasets import category_ids, open_dataset, voc_class_names

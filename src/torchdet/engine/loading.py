@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from torchdet.engine.builders import build_model, get_builder
+from torchdet.models.registry import build_model, get_model_builder as get_builder
 from torchdet.engine.checkpoint import load_checkpoint, load_model_weights
 from torchdet.engine.train import ModelSpec
 

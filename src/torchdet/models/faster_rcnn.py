@@ -22,6 +22,7 @@ from torchdet.weights.detection import (
     FasterRCNN_ResNet50_FPN_V2_Weights,
     FasterRCNN_ResNet50_FPN_Weights,
 )
+from torchdet.weights.registry import register_model
 
 __all__ = [
     "FasterRCNN",
@@ -203,6 +204,8 @@ class FasterRCNN(GeneralizedRCNN):
 # ---- builders -----------------------------------------------------------------------------------
 
 
+@register_model(pretrained=FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                             num_classes: Optional[int] = None,
                             weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
@@ -224,6 +227,8 @@ def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = T
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(pretrained=FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def fasterrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = True,
                                num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
                                trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FasterRCNN:
@@ -268,6 +273,8 @@ def _fasterrcnn_mobilenet_v3_large_fpn(name: str, weights_enum: Type[WeightsEnum
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(pretrained=FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+                pretrained_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                                       num_classes: Optional[int] = None,
                                       weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
@@ -285,6 +292,8 @@ def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress
         trainable_backbone_layers=trainable_backbone_layers, **kwargs)
 
 
+@register_model(pretrained=FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+                pretrained_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 def fasterrcnn_mobilenet_v3_large_320_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                                           num_classes: Optional[int] = None,
                                           weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
