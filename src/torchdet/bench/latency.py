@@ -76,8 +76,8 @@ def settle_allocator() -> None:
     glibc hands blocks above a moving threshold (128 KiB at start) to mmap and returns them on
     free, so every call pays fresh zeroed pages for them; freeing a block raises the threshold
     to that block's size, up to 32 MiB. The reference conv's buffers (about 27 MB) thus cost
-    10k page faults per call in a fresh process (100-105 ms measured) and none once a model has
-    run (88 ms). Freeing one 30 MiB block first puts every measurement in the second state, so
+    about 10k page faults per call in a fresh process, and none once a model has run (a visibly
+    faster conv). Freeing one 30 MiB block first puts every measurement in the second state, so
     the reference conv is timed at its fault-free speed: the conservative choice, since a slow
     reference would flatter every ratio. Harmless elsewhere.
     """

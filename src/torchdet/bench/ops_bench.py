@@ -1,4 +1,4 @@
-"""A/B timings of the eager fast paths of the core ops against their plain forms (issue 8).
+"""A/B timings of the eager fast paths of the core ops against their plain forms.
 
     PYTHONPATH=src .venv/bin/python -m torchdet.bench.ops_bench [--threads N] [--repeats R] [--quick]
 

@@ -1,4 +1,4 @@
-"""`torchdet benchmark`: issue 8's measurements, each beside its reference figure.
+"""`torchdet benchmark`: the speed and memory measurements, each beside its reference figure.
 
 Sections (each prints a table; `--json` writes them all):
 
@@ -127,7 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sections.add_argument("--no-flops", action="store_true",
                           help="skip the FLOP count (GFLOP/s columns) of the latency and train tables")
     sections.add_argument("--batch", type=int, metavar="N", default=0,
-                          help="batch throughput: N images in one call vs N single calls (issue 8: 4)")
+                          help="batch throughput: N images in one call vs N single calls (--all: 4)")
     sections.add_argument("--train", action="store_true",
                           help="training step (forward, backward, SGD) on 2 images, beside torchvision's; "
                                "with --profile: profile a training step")

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.generalized_rcnn import GeneralizedRCNN
+from torchdet.models.one_stage import require_out_channels
 from torchdet.models.roi_heads import RoIHeads
 from torchdet.models.rpn import RegionProposalNetwork, RPNHead
 from torchdet.models.transform import GeneralizedRCNNTransform
@@ -22,6 +23,7 @@ from torchdet.weights.detection import (
     FasterRCNN_ResNet50_FPN_V2_Weights,
     FasterRCNN_ResNet50_FPN_Weights,
 )
+from torchdet.weights.presets import IMAGENET_MEAN, IMAGENET_STD
 from torchdet.weights.registry import register_model
 
 __all__ = [
@@ -34,10 +36,6 @@ __all__ = [
     "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_mobilenet_v3_large_320_fpn",
 ]
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
 
 def _default_anchorgen() -> AnchorGenerator:
     """One anchor size per FPN level (32 ... 512) with three aspect ratios."""
@@ -146,11 +144,7 @@ class FasterRCNN(GeneralizedRCNN):
                  box_batch_size_per_image: int = 512, box_positive_fraction: float = 0.25,
                  bbox_reg_weights: Optional[Tuple[float, float, float, float]] = None,
                  **kwargs: Any) -> None:
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of output channels "
-                "(assumed to be the same for all the levels); set backbone.out_channels = <channels>."
-            )
+        require_out_channels(backbone)
         if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
             raise TypeError(
                 "rpn_anchor_generator should be of type AnchorGenerator or None "
@@ -194,8 +188,8 @@ class FasterRCNN(GeneralizedRCNN):
 
         transform = GeneralizedRCNNTransform(
             min_size, max_size,
-            IMAGENET_MEAN if image_mean is None else image_mean,
-            IMAGENET_STD if image_std is None else image_std,
+            list(IMAGENET_MEAN) if image_mean is None else image_mean,
+            list(IMAGENET_STD) if image_std is None else image_std,
             **kwargs,
         )
         super().__init__(backbone, rpn, roi_heads, transform)

@@ -294,7 +294,7 @@ class SSDFeatureExtractorVGG(nn.Module):
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if not self.training:
-            x = _channels_last_on_cpu(x)  # eval on the CPU: oneDNN's convs are faster in NHWC (481 -> 444 ms)
+            x = _channels_last_on_cpu(x)  # eval on the CPU: oneDNN's convs are faster in NHWC
         x = self.features(x)
         output = [self.scale_weight.view(1, -1, 1, 1) * F.normalize(x)]
         for block in self.extra:
