@@ -140,7 +140,8 @@ def _step_ms(setup: TrainSetup, repeats: int, warmup: int, name: str) -> Tuple[f
 
 def torchvision_train_in_conv_refs(name: str, num_images: int, height: int, width: int, repeats: int, warmup: int,
                                    baseline: Optional[Baseline], conv_ms: float) -> Optional[float]:
-    """torchvision's training step for ``name`` in reference convs: timed now on the same inputs (live), or the file's."""
+    """torchvision's training step for ``name`` in reference convs: timed now on the same inputs (live),
+    or the file's."""
     if baseline is None:
         return None
     if not baseline.live:

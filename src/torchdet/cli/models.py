@@ -47,8 +47,8 @@ def _cell(value: Any) -> str:
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
     columns = [("builder", "builder"), ("outputs", "outputs"), ("input_size", "input"), ("params_m", "params(M)"),
-               ("gflops", "GFLOPs"), ("box_ap", "box AP"), ("mask_ap", "mask AP"), ("kp_ap", "kp AP"), ("file_mb", "file(MB)"),
-               ("weights", "weights")]
+               ("gflops", "GFLOPs"), ("box_ap", "box AP"), ("mask_ap", "mask AP"), ("kp_ap", "kp AP"),
+               ("file_mb", "file(MB)"), ("weights", "weights")]
     cells = [[_cell(r[k]) for k, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)).rstrip()]
