@@ -96,3 +96,9 @@ def test_cli_baseline_flag(tmp_path, capsys, no_torchvision):
     assert json.loads(out.read_text())["baseline"] == str(bl.REPO_BASELINE)
     assert main(args + ["--baseline", str(tmp_path / "nope.json")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_installed_package_compares_with_nothing_by_default(tmp_path, monkeypatch, no_torchvision):
+    monkeypatch.setattr(bl, "REPO_BASELINE", tmp_path / "site-packages" / "benchmarks" / "torchvision_cpu.json")
+    chosen = bl.resolve_baseline()
+    assert chosen.source == "none" and chosen.eval_refs == {} and chosen.train_refs == {}
