@@ -200,8 +200,8 @@ def _load_registering_modules() -> None:
 
 
 def registered_models(task: Optional[str] = None, *, with_weights: Optional[bool] = None) -> List[ModelRecord]:
-    """Every record, in registration order (the zoo in torchvision's documentation order, then the tiny
-    from-scratch detectors, then the backbones); optionally only one task, or only those with (or
+    """Every record, in registration order (the detectors: the zoo in torchvision's documentation
+    order, then the tiny from-scratch ones); optionally only one task, or only those with (or
     without) published weights."""
     _load_registering_modules()
     return [r for r in _RECORDS.values()
