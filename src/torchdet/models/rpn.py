@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
@@ -252,7 +253,7 @@ class RegionProposalNetwork(nn.Module):
         losses: Dict[str, Tensor] = {}
         if self.training:
             if targets is None:
-                raise ValueError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
+                raise InvalidInputError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
             labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
             regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
             loss_objectness, loss_rpn_box_reg = self.compute_loss(objectness, pred_bbox_deltas, labels,
