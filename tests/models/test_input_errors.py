@@ -93,3 +93,21 @@ def test_scripted_model_still_raises_with_the_message(tiny_detectors):
     scripted = torch.jit.script(tiny_detectors[0])
     with pytest.raises(torch.jit.Error, match="InvalidInputError: targets are required"):
         scripted([torch.rand(3, 64, 80)], None)
+
+
+@pytest.mark.parametrize("sizes, aspect_ratios, head_anchors", [
+    (((32, 64), (128,)), (0.5, 1.0, 2.0), 6),  # level 1 makes 3 anchors per location, the head predicts 6
+    (((32, 64, 128), (256, 512)), (1.0,), 3),  # level 1 makes 2, the head predicts 3
+])
+def test_rpn_head_that_does_not_fit_the_anchors_is_refused(sizes, aspect_ratios, head_anchors):
+    from collections import OrderedDict
+
+    from torchdet.models.rpn import RegionProposalNetwork, RPNHead
+
+    generator = AnchorGenerator(sizes, (aspect_ratios,) * 2)
+    rpn = RegionProposalNetwork(generator, RPNHead(4, head_anchors), 0.7, 0.3, 256, 0.5,
+                                dict(training=100, testing=100), dict(training=100, testing=100), 0.7).eval()
+    features = OrderedDict([("0", torch.rand(1, 4, 8, 8)), ("1", torch.rand(1, 4, 4, 4))])
+    for caught in (ValueError, AssertionError):
+        with pytest.raises(caught, match="anchors per location on feature level 1"):
+            rpn(ImageList(torch.rand(1, 3, 32, 32), [(32, 32)]), features)
