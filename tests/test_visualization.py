@@ -20,6 +20,7 @@ from torchdet.visualization import (
     draw_detections,
     draw_keypoints,
     draw_segmentation_masks,
+    make_grid,
     save_image,
 )
 
@@ -262,6 +263,26 @@ def test_save_image(tmp_path):
     save_image(torch.rand(6, 7), tmp_path / "gray.jpg")
     with pytest.raises(ValueError, match="unknown suffix"):
         save_image(image, tmp_path / "out.nope")
+
+
+def test_make_grid_tiles_with_padding():
+    images = torch.stack([torch.full((1, 2, 3), float(v)) for v in (0.25, 0.5, 0.75)])  # three gray 2x3 images
+    grid = make_grid(images, nrow=2, padding=1, pad_value=1.0)
+    # 2 columns x 2 rows of (2 + 1) x (3 + 1) cells, plus the outer padding; gray expanded to 3 channels.
+    assert grid.shape == (3, 2 * 3 + 1, 2 * 4 + 1)
+    assert grid[:, 1, 1].tolist() == [0.25] * 3 and grid[:, 1, 5].tolist() == [0.5] * 3
+    assert grid[:, 4, 1].tolist() == [0.75] * 3 and grid[:, 4, 5].tolist() == [1.0] * 3  # empty cell: pad value
+    assert grid[:, 0, 0].tolist() == [1.0] * 3 and grid[:, 3, 2].tolist() == [1.0] * 3
+    normalized = make_grid(images * 4, normalize=True, padding=0)
+    assert normalized.min() == 0 and normalized.max() == 1 and normalized.shape == (3, 2, 9)
+    assert torch.equal(make_grid(images[0]), images[0].expand(3, -1, -1))  # one image: no padding
+
+
+def test_save_image_of_a_batch_rounds_like_torchvision(tmp_path):
+    batch = torch.full((2, 3, 4, 4), 0.5)
+    save_image(batch, tmp_path / "grid.png", padding=0)
+    with Image.open(tmp_path / "grid.png") as saved:
+        assert saved.size == (8, 4) and saved.getpixel((0, 0)) == (128, 128, 128)  # 0.5 * 255 + 0.5 -> 128
 
 
 def test_palette_is_stable_and_distinct():

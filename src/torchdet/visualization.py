@@ -15,7 +15,7 @@ from __future__ import annotations
 import colorsys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ __all__ = [
     "draw_segmentation_masks",
     "draw_keypoints",
     "draw_detections",
+    "make_grid",
     "save_image",
     "color_palette",
 ]
@@ -427,19 +428,78 @@ def draw_detections(
     return canvas
 
 
-def save_image(image: torch.Tensor, path: Union[str, Path]) -> Path:
-    """Write ``image`` ([3, H, W], [1, H, W] or [H, W]; uint8 or float in 0..1) to ``path``.
+def make_grid(
+    tensor: Union[torch.Tensor, List[torch.Tensor]],
+    nrow: int = 8,
+    padding: int = 2,
+    normalize: bool = False,
+    value_range: Optional[Tuple[float, float]] = None,
+    scale_each: bool = False,
+    pad_value: float = 0.0,
+) -> torch.Tensor:
+    """Tile images ``[B, C, H, W]`` (or a list of ``[C, H, W]``) into one ``[C, rows * (H + p) + p, cols * (W + p) + p]``.
 
-    The format follows the suffix (``.png``, ``.jpg``...); parent folders are created.
+    ``nrow`` images per row, ``padding`` pixels of ``pad_value`` around each. One-channel images
+    become three-channel; a single image comes back as it is (after ``normalize``). ``normalize``
+    maps ``value_range`` (default: the min and max, per image with ``scale_each``) to 0..1.
     """
-    if isinstance(image, torch.Tensor) and image.ndim == 2:
-        image = image[None]
-    _check_image(image, grayscale_ok=True, not_a_tensor="The image must be a tensor")
-    canvas = _to_uint8(image.expand(3, -1, -1) if image.shape[0] == 1 else image)
+    if isinstance(tensor, list):
+        if not all(isinstance(t, torch.Tensor) for t in tensor):
+            raise TypeError(f"tensor or list of tensors expected, got a list of {[type(t).__name__ for t in tensor]}")
+        tensor = torch.stack(tensor, dim=0)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor or list of tensors expected, got {type(tensor)}")
+    if tensor.dim() == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() == 4 and tensor.shape[1] == 1:
+        tensor = torch.cat((tensor, tensor, tensor), 1)
+    if normalize:
+        if value_range is not None and not isinstance(value_range, tuple):
+            raise TypeError("value_range has to be a tuple (min, max) if specified. min and max are numbers")
+        tensor = tensor.clone()
+        for chunk in (tensor if scale_each else [tensor]):
+            low, high = value_range if value_range is not None else (float(chunk.min()), float(chunk.max()))
+            chunk.clamp_(min=low, max=high).sub_(low).div_(max(high - low, 1e-5))
+    if tensor.shape[0] == 1:
+        return tensor.squeeze(0)
+    count, channels, height, width = tensor.shape
+    cols = min(nrow, count)
+    rows = -(-count // cols)
+    cell_h, cell_w = height + padding, width + padding
+    grid = tensor.new_full((channels, cell_h * rows + padding, cell_w * cols + padding), pad_value)
+    for k in range(count):
+        top, left = (k // cols) * cell_h + padding, (k % cols) * cell_w + padding
+        grid[:, top:top + height, left:left + width].copy_(tensor[k])
+    return grid
+
+
+def save_image(image: Union[torch.Tensor, List[torch.Tensor]], path: Union[str, Path, BinaryIO],
+               format: Optional[str] = None, **grid_kwargs: Any) -> Optional[Path]:
+    """Write an image ([3, H, W], [1, H, W] or [H, W]; uint8, or float in 0..1) or a batch to ``path``.
+
+    A batch ``[B, C, H, W]`` (or a list of images) is tiled with :func:`make_grid` (``grid_kwargs``).
+    Float values are scaled by 255, rounded and clamped, as torchvision's ``save_image`` does.
+    ``path`` may be a file object (then give ``format``). The format follows the suffix
+    (``.png``, ``.jpg``...); parent folders are created. Returns the path written (None for a file object).
+    """
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.dim() in (2, 3) and not grid_kwargs:
+        canvas = image[None] if image.dim() == 2 else image
+        if canvas.shape[0] not in (1, 3):
+            raise ValueError(f"image must have shape [1 or 3, H, W]; got {tuple(image.shape)}")
+        canvas = canvas.expand(3, -1, -1) if canvas.shape[0] == 1 else canvas
+    else:
+        grid = make_grid(image, **grid_kwargs)
+        canvas = grid.detach().mul(255).add_(0.5).clamp_(0, 255).to("cpu", torch.uint8)
+    picture = _to_pil(canvas)
+    if not isinstance(path, (str, Path)):
+        picture.save(path, format=format)
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _to_pil(canvas).save(path)
+        picture.save(path, format=format)
     except (KeyError, ValueError) as error:
         raise ValueError(f"cannot save an image as '{path}': unknown suffix '{path.suffix}' (use .png or .jpg)") from error
     return path
