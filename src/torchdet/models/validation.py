@@ -142,7 +142,8 @@ def _check_keypoints(i: int, keypoints: Tensor, num_boxes: int) -> None:
             f"target keypoints of image {i} must be a tensor of shape [N, K, 3] (x, y, visibility); "
             f"got {list(keypoints.shape)}."
         )
-    if keypoints.shape[0] != num_boxes:
+    # An image without objects may carry any empty keypoints tensor (torchvision's own tests use [17, 0, 3]).
+    if keypoints.shape[0] != num_boxes and not (num_boxes == 0 and keypoints.numel() == 0):
         raise InvalidInputError(
             f"image {i} has keypoints for {keypoints.shape[0]} instances and {num_boxes} boxes; "
             "give one [K, 3] set per box."
