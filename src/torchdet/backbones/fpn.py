@@ -146,7 +146,8 @@ def _validate_trainable_layers(
         trainable_backbone_layers = default_value
     if not 0 <= trainable_backbone_layers <= max_value:
         raise ValueError(
-            f"Trainable backbone layers should be in the range [0, {max_value}], got {trainable_backbone_layers}"
+            f"Trainable backbone layers should be in the range [0, {max_value}], got {trainable_backbone_layers}; "
+            f"pass trainable_backbone_layers between 0 and {max_value}."
         )
     return trainable_backbone_layers
 
@@ -219,7 +220,8 @@ def _resnet_fpn_extractor(
     named "0", "1", ... in that order. ``norm_layer`` is the FPN's.
     """
     if not 0 <= trainable_layers <= 5:
-        raise ValueError(f"Trainable layers should be in the range [0, 5], got {trainable_layers}")
+        raise ValueError(f"Trainable layers should be in the range [0, 5], got {trainable_layers}; "
+                         "pass trainable_layers between 0 and 5.")
     layers_to_train = _RESNET_STAGES[:trainable_layers]
     if trainable_layers == 5:
         layers_to_train.append("bn1")
@@ -302,7 +304,8 @@ def _mobilenet_extractor(
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
     num_stages = len(stage_indices)
     if not 0 <= trainable_layers <= num_stages:
-        raise ValueError(f"Trainable layers should be in the range [0, {num_stages}], got {trainable_layers}")
+        raise ValueError(f"Trainable layers should be in the range [0, {num_stages}], got {trainable_layers}; "
+                         f"pass trainable_layers between 0 and {num_stages}.")
     freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
     for block in features[:freeze_before]:
         for parameter in block.parameters():
