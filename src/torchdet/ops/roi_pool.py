@@ -1,0 +1,124 @@
+"""RoI max pooling (Girshick, Fast R-CNN) in pure PyTorch, with torchvision's rules.
+
+For each RoI ``(b, x1, y1, x2, y2)`` the corners are scaled by ``spatial_scale`` and rounded
+half away from zero; the RoI spans ``max(x2 - x1 + 1, 1)`` columns and likewise rows. Output bin
+``(ph, pw)`` is the maximum over pixel rows ``[floor(ph * h / PH), ceil((ph + 1) * h / PH))`` and
+the matching columns, shifted to the RoI and clipped to the map; an empty bin is 0. The gradient
+goes to the pixel holding the maximum.
+
+How it runs: the feature map becomes a table of ``C``-vectors (``[B*H*W, C]``); each bin's pixels
+are gathered with ``F.embedding`` into a window padded to the largest bin of a chunk of RoIs
+(RoIs sorted by bin size so little is padded), padding is set to ``-inf`` and the window max
+taken. Under ``torch.export`` the window is the whole map (static shapes).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchdet.ops import _rois
+from torchdet.ops._fx import fx_leaf
+from torchdet.ops._rois import BoxesArg
+
+__all__ = ["roi_pool", "RoIPool"]
+
+
+def _roi_pixel_bins(rois: Tensor, spatial_scale: float, pooled: Tuple[int, int], height: int, width: int, plus_one: bool):
+    """Integer bins ``(lo_h, hi_h, lo_w, hi_w)`` (``[K, PH]`` and ``[K, PW]``) of the RoIs."""
+    corners = _rois.c_round(rois[:, 1:] * spatial_scale)  # [K, 4]
+    extra = 1 if plus_one else 0
+    roi_w = (corners[:, 2] - corners[:, 0] + extra).clamp(min=1)
+    roi_h = (corners[:, 3] - corners[:, 1] + extra).clamp(min=1)
+    lo_h, hi_h = _rois.integer_bins(corners[:, 1], roi_h, pooled[0], height)
+    lo_w, hi_w = _rois.integer_bins(corners[:, 0], roi_w, pooled[1], width)
+    return lo_h, hi_h, lo_w, hi_w
+
+
+def _window_entries(
+    batch: Tensor, lo_h: Tensor, hi_h: Tensor, lo_w: Tensor, hi_w: Tensor, height: int, width: int, planes: int
+) -> Tuple[Tensor, Tensor]:
+    """Table rows and validity of every pixel of every bin, padded to the chunk's largest bin.
+
+    The table has ``planes`` planes of ``H * W`` rows per image (one for roi_pool, one per bin for
+    the position-sensitive pools, where bin ``(ph, pw)`` reads plane ``ph * PW + pw``).
+
+    Returns:
+        ``(rows, valid)``, both ``[K, PH, PW, window]``.
+    """
+    count, ph, pw = lo_h.shape[0], lo_h.shape[1], lo_w.shape[1]
+    bound_h = _rois.window_bound(hi_h - lo_h, height)
+    bound_w = _rois.window_bound(hi_w - lo_w, width)
+    ys, valid_y = _rois.window_indices(lo_h, hi_h, bound_h, height)  # [K, PH, bh]
+    xs, valid_x = _rois.window_indices(lo_w, hi_w, bound_w, width)  # [K, PW, bw]
+    plane = batch[:, None, None] * planes  # [K, 1, 1]
+    if planes > 1:
+        plane = plane + torch.arange(ph * pw, device=batch.device).reshape(1, ph, pw)
+    rows = (plane[:, :, :, None, None] * height + ys[:, :, None, :, None]) * width + xs[:, None, :, None, :]
+    valid = valid_y[:, :, None, :, None] & valid_x[:, None, :, None, :]  # [K, PH, PW, bh, bw]
+    window = bound_h * bound_w
+    return rows.reshape(count, ph, pw, window), valid.reshape(count, ph, pw, window)
+
+
+def _max_pool_chunk(table: Tensor, rois: Tensor, bins: Tuple[Tensor, Tensor, Tensor, Tensor], height: int, width: int) -> Tensor:
+    """``[k, PH, PW, C]`` maxima for one chunk of RoIs."""
+    lo_h, hi_h, lo_w, hi_w = bins
+    rows, valid = _window_entries(rois[:, 0].long(), lo_h, hi_h, lo_w, hi_w, height, width, 1)
+    values = F.embedding(rows, table)  # [k, PH, PW, window, C]
+    values = values.masked_fill(~valid[..., None], float("-inf"))
+    maxima = values.max(dim=3).values  # [k, PH, PW, C]
+    empty = ~valid.any(dim=3)  # [k, PH, PW]
+    return maxima.masked_fill(empty[..., None], 0.0)
+
+
+@fx_leaf
+def roi_pool(
+    input: Tensor, boxes: BoxesArg, output_size: Union[int, List[int], Tuple[int, int]], spatial_scale: float = 1.0
+) -> Tensor:
+    """RoI max pooling (Fast R-CNN).
+
+    Args:
+        input: ``[B, C, H, W]`` feature map (float).
+        boxes: ``[K, 5]`` RoIs ``(batch_index, x1, y1, x2, y2)`` in the same dtype as ``input``,
+            or a list of ``[L_i, 4]`` boxes per image.
+        output_size: ``(PH, PW)`` or one int for both.
+        spatial_scale: factor from box coordinates to ``input``'s pixels (e.g. 1/16).
+
+    Returns:
+        ``[K, C, PH, PW]`` pooled features.
+    """
+    pooled = _rois.pair(output_size, "output_size", "roi_pool")
+    rois = _rois.to_rois(boxes, "roi_pool")
+    _rois.check_input(input, rois, "roi_pool")
+    rois = rois.detach()
+    batch, channels, height, width = input.shape
+    table = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    bins = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
+    lo_h, hi_h, lo_w, hi_w = bins
+    window = (hi_h - lo_h).amax(dim=1).clamp(min=1) * (hi_w - lo_w).amax(dim=1).clamp(min=1)  # [K]
+
+    def chunk(idx: Tensor) -> Tensor:
+        return _max_pool_chunk(table, rois[idx], tuple(b[idx] for b in bins), height, width)  # type: ignore[arg-type]
+
+    if rois.shape[0] == 0:
+        return input.new_zeros((0, channels, pooled[0], pooled[1]))
+    out = _rois.run_in_chunks(window, pooled[0] * pooled[1] * channels, chunk)  # [K, PH, PW, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+class RoIPool(nn.Module):
+    """``roi_pool`` as a module: ``RoIPool(output_size, spatial_scale)(input, rois)``."""
+
+    def __init__(self, output_size: Union[int, List[int], Tuple[int, int]], spatial_scale: float) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+
+    def forward(self, input: Tensor, rois: BoxesArg) -> Tensor:
+        """input: [B, C, H, W]; rois: [K, 5] or list of [L, 4] -> [K, C, PH, PW]."""
+        return roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale})"
