@@ -32,7 +32,7 @@ def position_sensitive_table(input: Tensor, pooled: Tuple[int, int]) -> Tensor:
     batch, channels, height, width = input.shape
     bins = pooled[0] * pooled[1]
     grouped = input.reshape(batch, channels // bins, bins, height, width)
-    return grouped.permute(0, 2, 3, 4, 1).reshape(batch * bins * height * width, channels // bins)
+    return grouped.permute(0, 2, 3, 4, 1).contiguous().reshape(batch * bins * height * width, channels // bins)
 
 
 @fx_leaf

@@ -94,7 +94,7 @@ def roi_pool(
     _rois.check_input(input, rois, "roi_pool")
     rois = rois.detach()
     batch, channels, height, width = input.shape
-    table = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    table = input.permute(0, 2, 3, 1).contiguous().reshape(batch * height * width, channels)
     bins = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
     lo_h, hi_h, lo_w, hi_w = bins
     window = (hi_h - lo_h).amax(dim=1).clamp(min=1) * (hi_w - lo_w).amax(dim=1).clamp(min=1)  # [K]
