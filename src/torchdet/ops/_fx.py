@@ -40,3 +40,15 @@ def fx_leaf(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def fx_node(fn: Callable[..., Any], *args: Any) -> Optional[Any]:
+    """The proxy of a ``fn(*args)`` node when an argument is an ``fx.Proxy``, else None.
+
+    For ops that must stay TorchScript-compatible (no decorator): call it under
+    ``if not torch.jit.is_scripting():`` and return its result when it is not None.
+    """
+    proxy = _find_proxy(list(args))
+    if proxy is None:
+        return None
+    return proxy.tracer.create_proxy("call_function", fn, args, {})

@@ -87,9 +87,16 @@ def is_exporting() -> bool:
 
 def window_bound(extents: Tensor, static_bound: int) -> int:
     """The padded size of a window or grid: the largest of ``extents`` (at least 1) in eager
-    calls, ``static_bound`` under export (no data-dependent shapes there)."""
-    if is_exporting() or extents.numel() == 0:
-        return static_bound
+    calls; under export ``static_bound``, or with ``static_bound <= 0`` (no static bound exists)
+    a data-dependent size that the exported program computes from its inputs."""
+    if extents.numel() == 0:
+        return max(static_bound, 1)
+    if is_exporting():
+        if static_bound > 0:
+            return static_bound
+        bound = extents.max().clamp(min=1).item()
+        torch._check(bound >= 1)
+        return bound
     return max(int(extents.max()), 1)
 
 

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor
 
+from torchdet.ops._fx import fx_node
+
 __all__ = [
     "box_area",
     "box_iou",
@@ -65,6 +67,10 @@ def box_area(boxes: Tensor, fmt: str = "xyxy") -> Tensor:
     Returns:
         ``[...]`` areas: ``(x2 - x1) * (y2 - y1)``, or ``w * h`` for the other formats.
     """
+    if not torch.jit.is_scripting():
+        node = fx_node(box_area, boxes, fmt)
+        if node is not None:
+            return node
     _check_axis_aligned_fmt(fmt, "box_area")
     boxes = _upcast(boxes)
     if fmt == "xyxy":
@@ -103,6 +109,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
     Returns:
         ``[..., N, M]`` IoU of every pair, in ``[0, 1]`` for valid boxes.
     """
+    if not torch.jit.is_scripting():
+        node = fx_node(box_iou, boxes1, boxes2, fmt)
+        if node is not None:
+            return node
     _check_axis_aligned_fmt(fmt, "box_iou")
     if fmt != "xyxy":
         boxes1 = box_convert(boxes1, fmt, "xyxy")
@@ -130,6 +140,10 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     Returns:
         ``[..., N, M]`` GIoU of every pair, in ``[-1, 1]`` for valid boxes.
     """
+    if not torch.jit.is_scripting():
+        node = fx_node(generalized_box_iou, boxes1, boxes2)
+        if node is not None:
+            return node
     inter, union = _box_inter_union(boxes1, boxes2)
     iou = inter / union
     enclose_wh = _enclosing_wh(boxes1, boxes2)  # [..., N, M, 2]
@@ -163,6 +177,10 @@ def distance_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tenso
     Returns:
         ``[..., N, M]`` DIoU of every pair, in ``[-1, 1]``.
     """
+    if not torch.jit.is_scripting():
+        node = fx_node(distance_box_iou, boxes1, boxes2, eps)
+        if node is not None:
+            return node
     diou, _ = _box_diou_iou(_upcast(boxes1), _upcast(boxes2), eps)
     return diou
 
@@ -181,6 +199,10 @@ def complete_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tenso
     Returns:
         ``[..., N, M]`` CIoU of every pair.
     """
+    if not torch.jit.is_scripting():
+        node = fx_node(complete_box_iou, boxes1, boxes2, eps)
+        if node is not None:
+            return node
     boxes1 = _upcast(boxes1)
     boxes2 = _upcast(boxes2)
     diou, iou = _box_diou_iou(boxes1, boxes2, eps)

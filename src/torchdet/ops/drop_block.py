@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchdet.errors import InvalidOpInputError
+from torchdet.ops._fx import fx_leaf
 
 __all__ = ["drop_block2d", "drop_block3d", "DropBlock2d", "DropBlock3d"]
 
@@ -43,6 +44,7 @@ def _apply(input: Tensor, noise: Tensor, block_size: int, inplace: bool, eps: fl
     return input * keep * scale
 
 
+@fx_leaf
 def drop_block2d(
     input: Tensor, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06, training: bool = True
 ) -> Tensor:
@@ -61,6 +63,7 @@ def drop_block2d(
     return _apply(input, noise, block_size, inplace, eps)
 
 
+@fx_leaf
 def drop_block3d(
     input: Tensor, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06, training: bool = True
 ) -> Tensor:

@@ -16,6 +16,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from torchdet.ops._fx import fx_leaf
+
 __all__ = ["distance_box_iou_loss", "complete_box_iou_loss"]
 
 
@@ -52,6 +54,7 @@ def _diou_loss_and_iou(boxes1: Tensor, boxes2: Tensor, eps: float) -> Tuple[Tens
     return 1 - iou + centres_squared / diagonal_squared, iou
 
 
+@fx_leaf
 def distance_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
     """Distance IoU loss of matched boxes.
 
@@ -69,6 +72,7 @@ def distance_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none
     return _reduce(loss, reduction)
 
 
+@fx_leaf
 def complete_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
     """Complete IoU loss of matched boxes.
 

@@ -9,7 +9,7 @@ goes to the pixel holding the maximum.
 How it runs: the feature map becomes a table of ``C``-vectors (``[B*H*W, C]``); each bin's pixels
 are gathered with ``F.embedding`` into a window padded to the largest bin of a chunk of RoIs
 (RoIs sorted by bin size so little is padded), padding is set to ``-inf`` and the window max
-taken. Under ``torch.export`` the window is the whole map (static shapes).
+taken. Under ``torch.export`` the window size is a data-dependent size of the exported program.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def _window_entries(
         ``(rows, valid)``, both ``[K, PH, PW, window]``.
     """
     count, ph, pw = lo_h.shape[0], lo_h.shape[1], lo_w.shape[1]
-    bound_h = _rois.window_bound(hi_h - lo_h, height)
-    bound_w = _rois.window_bound(hi_w - lo_w, width)
+    bound_h = _rois.window_bound(hi_h - lo_h, 0)
+    bound_w = _rois.window_bound(hi_w - lo_w, 0)
     ys, valid_y = _rois.window_indices(lo_h, hi_h, bound_h, height)  # [K, PH, bh]
     xs, valid_x = _rois.window_indices(lo_w, hi_w, bound_w, width)  # [K, PW, bw]
     plane = batch[:, None, None] * planes  # [K, 1, 1]

@@ -4,9 +4,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from torchdet.ops._fx import fx_leaf
+
 __all__ = ["stochastic_depth", "StochasticDepth"]
 
 
+@fx_leaf
 def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) -> Tensor:
     """Zero the input (per sample with ``mode="row"``, all at once with ``"batch"``) with
     probability ``p`` and scale the survivors by ``1 / (1 - p)``.
