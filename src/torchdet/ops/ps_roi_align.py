@@ -47,7 +47,7 @@ def _axis_corners(
     steps = grid.clamp(min=1).to(start.dtype)
     bin_start = p[None, :] * bin_size[:, None] + start[:, None]  # [K, P]
     pos = bin_start[:, :, None] + (i + 0.5)[None, None, :] * bin_size[:, None, None] / steps[:, None, None]
-    inside = (pos >= -1.0) & (pos <= limit) & (i[None, None, :] < steps[:, None, None])  # [K, P, bound]
+    inside = (pos >= -1.0) & (pos <= limit) & (i[None, None, :] < grid[:, None, None])  # [K, P, bound]
     pos = pos.clamp(min=0)
     low = pos.floor().long()
     at_end = low >= limit - 1
