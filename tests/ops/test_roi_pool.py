@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from _trace_check import assert_traces_and_exports
 from torchdet.errors import InvalidInputError, InvalidOpInputError
 from torchdet.ops import RoIPool, roi_pool
+from torchdet.ops.dispatch import forced
 
 
 def test_hand_worked_bins() -> None:
@@ -54,7 +55,9 @@ def test_integer_boxes_inside_equal_adaptive_max_pool_of_the_crop(
     x2, y2 = x1 + w, y1 + h
     rois = torch.tensor([[image, x1, y1, x2, y2]], dtype=torch.float32)
     crop = x[image : image + 1, :, y1 : y2 + 1, x1 : x2 + 1]
-    torch.testing.assert_close(roi_pool(x, rois, (ph, pw)), F.adaptive_max_pool2d(crop, (ph, pw)))
+    for form in ("reference", "crop_loop"):
+        with forced("roi_pool", form):
+            torch.testing.assert_close(roi_pool(x, rois, (ph, pw)), F.adaptive_max_pool2d(crop, (ph, pw)))
 
 
 def test_gradient_goes_to_the_maxima() -> None:
@@ -93,3 +96,26 @@ def test_traces_and_exports() -> None:
     rois = torch.tensor([[0, 0.3, 1.2, 7.8, 6.1], [1, -3, -2, 4, 5], [0, 2, 2, 11, 9.5]])
     other = torch.tensor([[1, 0.0, 0.0, 11.0, 9.0], [0, 5, 5, 6, 6], [0, -20, -20, 30, 40]])
     assert_traces_and_exports(RoIPool((3, 2), 0.9), (x, rois), (x, other))
+
+
+def test_every_form_matches_the_reference() -> None:
+    import importlib
+
+    module = importlib.import_module("torchdet.ops.roi_pool")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 13, 17, dtype=torch.float64, generator=g, requires_grad=True)
+    corner = torch.rand(40, 2, dtype=torch.float64, generator=g) * 260 - 30
+    size = torch.rand(40, 2, dtype=torch.float64, generator=g) * 120
+    batch = torch.randint(0, 2, (40, 1), generator=g).double()
+    rois = torch.cat([batch, corner, corner + size], dim=1)  # inside, across the borders and outside
+    with forced("roi_pool", "reference"):
+        expected = roi_pool(x, rois, (3, 4), 1 / 16)
+        expected_grad = torch.autograd.grad((expected * expected).sum(), x)[0]
+    assert module.roi_pool_dispatch.names() == ["reference", "crop_loop"]
+    for name in module.roi_pool_dispatch.names():
+        with forced("roi_pool", name):
+            out = roi_pool(x, rois, (3, 4), 1 / 16)
+            torch.testing.assert_close(out, expected)
+            torch.testing.assert_close(torch.autograd.grad((out * out).sum(), x)[0], expected_grad)
+            with torch.no_grad():
+                torch.testing.assert_close(roi_pool(x, rois, (3, 4), 1 / 16), expected.detach())

@@ -6,10 +6,20 @@ half away from zero; the RoI spans ``max(x2 - x1 + 1, 1)`` columns and likewise 
 the matching columns, shifted to the RoI and clipped to the map; an empty bin is 0. The gradient
 goes to the pixel holding the maximum.
 
-How it runs: the feature map becomes a table of ``C``-vectors (``[B*H*W, C]``); each bin's pixels
-are gathered with ``F.embedding`` into a window padded to the largest bin of a chunk of RoIs
-(RoIs sorted by bin size so little is padded), padding is set to ``-inf`` and the window max
-taken. Under ``torch.export`` the window size is a data-dependent size of the exported program.
+How it runs, two forms behind one dispatcher:
+
+- reference (any device, tracing and export): the feature map becomes a table of ``C``-vectors
+  (``[B*H*W, C]``); each bin's pixels are gathered with ``F.embedding`` into a window padded to
+  the largest bin of a chunk of RoIs (RoIs sorted by bin size so little is padded), padding is
+  set to ``-inf`` and the window max taken. Under ``torch.export`` the window size is a
+  data-dependent size of the exported program.
+- ``crop_loop`` (eager, CPU): a RoI inside the map whose bins are adaptive pooling's
+  (``floor(i * h / P)``, ``ceil((i + 1) * h / P)`` in integers, which the float rule nearly always
+  gives) is ``F.adaptive_max_pool2d`` of its crop, a view; the loop over RoIs only finds the
+  argmax pixels (no autograd), and one differentiable gather of those pixels gives the output,
+  whose backward is one scatter. The other RoIs take the reference path. Gathering every bin's
+  window costs memory traffic proportional to the padded windows; reading the crops in place does
+  not, which makes this form an order of magnitude faster on detection-sized RoIs.
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ from torch import Tensor, nn
 from torchdet.ops import _rois
 from torchdet.ops._fx import fx_leaf
 from torchdet.ops._rois import BoxesArg
+from torchdet.ops.dispatch import OpDispatcher
 
 __all__ = ["roi_pool", "RoIPool"]
 
@@ -73,6 +84,91 @@ def _max_pool_chunk(table: Tensor, rois: Tensor, bins: Tuple[Tensor, Tensor, Ten
     return maxima.masked_fill(empty[..., None], 0.0)
 
 
+def _roi_pool_reference(input: Tensor, rois: Tensor, pooled: Tuple[int, int], spatial_scale: float) -> Tensor:
+    """``[K, C, PH, PW]`` by gathered windows (any device, traceable, exportable)."""
+    batch, channels, height, width = input.shape
+    if rois.shape[0] == 0:
+        return input.new_zeros((0, channels, pooled[0], pooled[1]))
+    table = input.permute(0, 2, 3, 1).contiguous().reshape(batch * height * width, channels)
+    bins = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
+    lo_h, hi_h, lo_w, hi_w = bins
+    window = (hi_h - lo_h).amax(dim=1).clamp(min=1) * (hi_w - lo_w).amax(dim=1).clamp(min=1)  # [K]
+
+    def chunk(idx: Tensor) -> Tensor:
+        return _max_pool_chunk(table, rois[idx], tuple(b[idx] for b in bins), height, width)  # type: ignore[arg-type]
+
+    out = _rois.run_in_chunks(window, pooled[0] * pooled[1] * channels, chunk)  # [K, PH, PW, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+roi_pool_dispatch = OpDispatcher("roi_pool", reference=_roi_pool_reference)
+
+
+def _adaptive_bins_match(start: Tensor, size: Tensor, lo: Tensor, hi: Tensor, pooled: int) -> Tensor:
+    """``[K]``: the RoI's float-rule bins ``(lo, hi)`` equal adaptive pooling's integer bins."""
+    p = torch.arange(pooled, device=start.device)
+    start, size = start.long()[:, None], size.long()[:, None]
+    int_lo = start + (p * size) // pooled
+    int_hi = start + ((p + 1) * size + pooled - 1) // pooled
+    return (int_lo == lo).all(dim=1) & (int_hi == hi).all(dim=1)
+
+
+def _pool_crops(input: Tensor, batch: Tensor, corners: Tensor, roi_h: Tensor, roi_w: Tensor, pooled: Tuple[int, int]) -> Tensor:
+    """``[k, C, PH, PW]``: adaptive max pooling of each RoI's crop (RoIs inside the map)."""
+    _, channels, height, width = input.shape
+    # Channels-last crops let adaptive_max_pool2d vectorise over channels (an order of magnitude).
+    feature = input.detach().contiguous(memory_format=torch.channels_last)
+    rows = torch.stack([batch.long(), corners[:, 1].long(), corners[:, 0].long(), roi_h.long(), roi_w.long()], 1)
+    need_grad = torch.is_grad_enabled() and input.requires_grad
+    values, argmaxes = [], []
+    with torch.no_grad():
+        for b, y, x, h, w in rows.tolist():
+            crop = feature[b : b + 1, :, y : y + h, x : x + w]  # a view
+            if need_grad:
+                pooled_values, argmax = F.adaptive_max_pool2d(crop, pooled, return_indices=True)
+                argmaxes.append(argmax)
+            else:
+                pooled_values = F.adaptive_max_pool2d(crop, pooled)
+            values.append(pooled_values)
+    if not need_grad:
+        return torch.cat(values, dim=0).contiguous()
+    # Differentiable: one gather of the argmax pixels, whose backward is one scatter. A crop index
+    # r * w + q is pixel (y + r, x + q) of channel c of image b in input.reshape(-1).
+    argmax = torch.cat(argmaxes, dim=0)  # [k, C, PH, PW]
+    b, y, x, _, w = (v.reshape(-1, 1, 1, 1) for v in rows.unbind(1))
+    plane = b * channels + torch.arange(channels, device=input.device).reshape(1, -1, 1, 1)
+    pixel = (plane * height + argmax // w + y) * width + argmax % w + x
+    return input.reshape(-1)[pixel]
+
+
+@roi_pool_dispatch.register("crop_loop", devices=("cpu",), modes=("eager",))
+def _roi_pool_crop_loop(input: Tensor, rois: Tensor, pooled: Tuple[int, int], spatial_scale: float) -> Tensor:
+    """``[K, C, PH, PW]`` by adaptive max pooling of each RoI's crop (eager only)."""
+    batch, channels, height, width = input.shape
+    corners = _rois.c_round(rois[:, 1:] * spatial_scale)  # [K, 4]
+    roi_w = (corners[:, 2] - corners[:, 0] + 1).clamp(min=1)
+    roi_h = (corners[:, 3] - corners[:, 1] + 1).clamp(min=1)
+    lo_h, hi_h, lo_w, hi_w = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
+    inside = (
+        (corners[:, 0] >= 0) & (corners[:, 1] >= 0)
+        & (corners[:, 0] + roi_w <= width) & (corners[:, 1] + roi_h <= height)
+        & (rois[:, 0] >= 0) & (rois[:, 0] < batch)
+    )
+    fast = inside & _adaptive_bins_match(corners[:, 1], roi_h, lo_h, hi_h, pooled[0])
+    fast &= _adaptive_bins_match(corners[:, 0], roi_w, lo_w, hi_w, pooled[1])
+    fast_idx = torch.nonzero(fast).flatten()
+    slow_idx = torch.nonzero(~fast).flatten()
+    pieces = []
+    if fast_idx.numel() > 0:
+        pieces.append(_pool_crops(input, rois[fast_idx, 0], corners[fast_idx], roi_h[fast_idx], roi_w[fast_idx], pooled))
+    if slow_idx.numel() > 0:
+        pieces.append(_roi_pool_reference(input, rois[slow_idx], pooled, spatial_scale))
+    if not pieces:
+        return input.new_zeros((0, channels, pooled[0], pooled[1]))
+    order = torch.cat([fast_idx, slow_idx])
+    return torch.cat(pieces, dim=0)[torch.argsort(order)]
+
+
 @fx_leaf
 def roi_pool(
     input: Tensor, boxes: BoxesArg, output_size: Union[int, List[int], Tuple[int, int]], spatial_scale: float = 1.0
@@ -92,20 +188,7 @@ def roi_pool(
     pooled = _rois.pair(output_size, "output_size", "roi_pool")
     rois = _rois.to_rois(boxes, "roi_pool")
     _rois.check_input(input, rois, "roi_pool")
-    rois = rois.detach()
-    batch, channels, height, width = input.shape
-    table = input.permute(0, 2, 3, 1).contiguous().reshape(batch * height * width, channels)
-    bins = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
-    lo_h, hi_h, lo_w, hi_w = bins
-    window = (hi_h - lo_h).amax(dim=1).clamp(min=1) * (hi_w - lo_w).amax(dim=1).clamp(min=1)  # [K]
-
-    def chunk(idx: Tensor) -> Tensor:
-        return _max_pool_chunk(table, rois[idx], tuple(b[idx] for b in bins), height, width)  # type: ignore[arg-type]
-
-    if rois.shape[0] == 0:
-        return input.new_zeros((0, channels, pooled[0], pooled[1]))
-    out = _rois.run_in_chunks(window, pooled[0] * pooled[1] * channels, chunk)  # [K, PH, PW, C]
-    return out.permute(0, 3, 1, 2).contiguous()
+    return roi_pool_dispatch(input.device, input, rois.detach(), pooled, spatial_scale)
 
 
 class RoIPool(nn.Module):
