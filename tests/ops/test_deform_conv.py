@@ -71,12 +71,12 @@ def test_offset_groups_use_their_own_offsets() -> None:
 
 def test_gradcheck_input_offset_weight_bias_mask() -> None:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(1, 4, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(2, 2, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(2, dtype=torch.float64, generator=g, requires_grad=True)
     # Offsets away from integers, where the bilinear interpolant is smooth.
-    offset = (torch.rand(1, 2 * 2 * 9, 5, 6, dtype=torch.float64, generator=g) * 0.8 + 0.1 - 1).requires_grad_()
-    mask = torch.rand(1, 2 * 9, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    offset = (torch.rand(1, 2 * 2 * 9, 4, 5, dtype=torch.float64, generator=g) * 0.8 + 0.1 - 1).requires_grad_()
+    mask = torch.rand(1, 2 * 9, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda xi, oi, wi, bi, mi: deform_conv2d(xi, oi, wi, bi, 1, 1, 1, mi), (x, offset, w, b, mask)
     )

@@ -1,4 +1,4 @@
-"""Distance and complete IoU losses: hand-worked pairs, agreement with the pairwise IoUs, reductions, gradients, tracing."""
+"""DIoU and CIoU losses: hand-worked pairs, pairwise-IoU agreement, reductions, gradients, tracing."""
 from __future__ import annotations
 
 import math

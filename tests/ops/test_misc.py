@@ -1,4 +1,4 @@
-"""FrozenBatchNorm2d, Conv2dNormActivation, SqueezeExcitation, MLP, Permute and Conv3dNormActivation against hand-checked behaviour."""
+"""The small layers of ops.misc (FrozenBatchNorm2d, the conv blocks, SqueezeExcitation, MLP, Permute), hand-checked."""
 import pytest
 import torch
 from torch import nn

@@ -60,7 +60,8 @@ def _check_shapes(
         raise InvalidOpInputError(f"deform_conv2d: mask must be 4-D, got shape {list(mask.shape)}")
     if min(stride) <= 0 or min(dilation) <= 0 or min(padding) < 0:
         raise InvalidOpInputError(
-            f"deform_conv2d: stride {stride} and dilation {dilation} must be positive and padding {padding} non-negative"
+            f"deform_conv2d: stride {stride} and dilation {dilation} must be positive and padding {padding} "
+            "non-negative"
         )
     batch, in_channels, height, width = input.shape
     out_channels, group_channels, kh, kw = weight.shape
@@ -271,7 +272,10 @@ class DeformConv2d(nn.Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: Tensor, offset: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """input: [B, C_in, H, W]; offset: [B, 2*og*kh*kw, oh, ow]; mask: [B, og*kh*kw, oh, ow] -> [B, C_out, oh, ow]."""
+        """input: [B, C_in, H, W]; offset: [B, 2*og*kh*kw, oh, ow]; mask: [B, og*kh*kw, oh, ow] or None.
+
+        Returns [B, C_out, oh, ow].
+        """
         return deform_conv2d(
             input, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
             dilation=self.dilation, mask=mask,

@@ -115,7 +115,8 @@ def ps_roi_align(
         rows = (plane[:, :, :, None, None, None, None] * height + ys[:, :, None, :, :, None, None]) * width + xs[
             :, None, :, None, None, :, :
         ]
-        weights = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :] / count[:, None, None, None, None, None, None]
+        weights = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :]
+        weights = weights / count.reshape(-1, 1, 1, 1, 1, 1, 1)
         bags = rows.shape[0] * planes
         out = F.embedding_bag(rows.reshape(bags, -1), table, mode="sum", per_sample_weights=weights.reshape(bags, -1))
         return out.reshape(rows.shape[0], pooled[0], pooled[1], channels_out)

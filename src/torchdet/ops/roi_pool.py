@@ -37,7 +37,9 @@ from torchdet.ops.dispatch import OpDispatcher
 __all__ = ["roi_pool", "RoIPool"]
 
 
-def _roi_pixel_bins(rois: Tensor, spatial_scale: float, pooled: Tuple[int, int], height: int, width: int, plus_one: bool):
+def _roi_pixel_bins(
+    rois: Tensor, spatial_scale: float, pooled: Tuple[int, int], height: int, width: int, plus_one: bool
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Integer bins ``(lo_h, hi_h, lo_w, hi_w)`` (``[K, PH]`` and ``[K, PW]``) of the RoIs."""
     corners = _rois.c_round(rois[:, 1:] * spatial_scale)  # [K, 4]
     extra = 1 if plus_one else 0
@@ -73,7 +75,9 @@ def _window_entries(
     return rows.reshape(count, ph, pw, window), valid.reshape(count, ph, pw, window)
 
 
-def _max_pool_chunk(table: Tensor, rois: Tensor, bins: Tuple[Tensor, Tensor, Tensor, Tensor], height: int, width: int) -> Tensor:
+def _max_pool_chunk(
+    table: Tensor, rois: Tensor, bins: Tuple[Tensor, Tensor, Tensor, Tensor], height: int, width: int
+) -> Tensor:
     """``[k, PH, PW, C]`` maxima for one chunk of RoIs."""
     lo_h, hi_h, lo_w, hi_w = bins
     rows, valid = _window_entries(rois[:, 0].long(), lo_h, hi_h, lo_w, hi_w, height, width, 1)
@@ -113,7 +117,9 @@ def _adaptive_bins_match(start: Tensor, size: Tensor, lo: Tensor, hi: Tensor, po
     return (int_lo == lo).all(dim=1) & (int_hi == hi).all(dim=1)
 
 
-def _pool_crops(input: Tensor, batch: Tensor, corners: Tensor, roi_h: Tensor, roi_w: Tensor, pooled: Tuple[int, int]) -> Tensor:
+def _pool_crops(
+    input: Tensor, batch: Tensor, corners: Tensor, roi_h: Tensor, roi_w: Tensor, pooled: Tuple[int, int]
+) -> Tensor:
     """``[k, C, PH, PW]``: adaptive max pooling of each RoI's crop (RoIs inside the map)."""
     _, channels, height, width = input.shape
     # Channels-last crops let adaptive_max_pool2d vectorise over channels (an order of magnitude).
@@ -160,7 +166,8 @@ def _roi_pool_crop_loop(input: Tensor, rois: Tensor, pooled: Tuple[int, int], sp
     slow_idx = torch.nonzero(~fast).flatten()
     pieces = []
     if fast_idx.numel() > 0:
-        pieces.append(_pool_crops(input, rois[fast_idx, 0], corners[fast_idx], roi_h[fast_idx], roi_w[fast_idx], pooled))
+        crops = (rois[fast_idx, 0], corners[fast_idx], roi_h[fast_idx], roi_w[fast_idx])
+        pieces.append(_pool_crops(input, *crops, pooled))
     if slow_idx.numel() > 0:
         pieces.append(_roi_pool_reference(input, rois[slow_idx], pooled, spatial_scale))
     if not pieces:
@@ -188,7 +195,10 @@ def roi_pool(
     pooled = _rois.pair(output_size, "output_size", "roi_pool")
     rois = _rois.to_rois(boxes, "roi_pool")
     _rois.check_input(input, rois, "roi_pool")
-    return roi_pool_dispatch(input.device, input, rois.detach(), pooled, spatial_scale)
+    # The mode is known without dispatch.current_mode(): fx proxies never reach this point (fx_leaf).
+    mode = "compile" if _rois.is_exporting() else ("trace" if torch.jit.is_tracing() else "eager")
+    _, implementation = roi_pool_dispatch.select(input.device.type, mode)
+    return implementation(input, rois.detach(), pooled, spatial_scale)
 
 
 class RoIPool(nn.Module):
