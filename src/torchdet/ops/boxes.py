@@ -13,7 +13,8 @@ Integer boxes are computed in int32/int64 and half-precision boxes in float32, s
 of coordinates do not overflow.
 
 Every function is scriptable (``torch.jit.script``); ``clip_boxes_to_image`` also keeps a traced
-image size dynamic while tracing for export.
+image size dynamic while tracing for export. The area and pairwise IoU functions become single
+nodes under ``torch.fx`` symbolic tracing (their dtype checks cannot run on proxies).
 """
 from typing import Tuple
 
