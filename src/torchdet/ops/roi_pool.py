@@ -13,7 +13,8 @@ How it runs, two forms behind one dispatcher:
   the largest bin of a chunk of RoIs (RoIs sorted by bin size so little is padded), padding is
   set to ``-inf`` and the window max taken. Under ``torch.export`` the window size is a
   data-dependent size of the exported program.
-- ``crop_loop`` (eager, CPU): a RoI inside the map whose bins are adaptive pooling's
+- ``crop_loop`` (eager, CPU): a RoI inside the map (or overhanging it by a pixel or two, read as
+  ``-inf``) whose bins are adaptive pooling's
   (``floor(i * h / P)``, ``ceil((i + 1) * h / P)`` in integers, which the float rule nearly always
   gives) is ``F.adaptive_max_pool2d`` of its crop, a view; the loop over RoIs only finds the
   argmax pixels (no autograd), and one differentiable gather of those pixels gives the output,
@@ -108,43 +109,59 @@ def _roi_pool_reference(input: Tensor, rois: Tensor, pooled: Tuple[int, int], sp
 roi_pool_dispatch = OpDispatcher("roi_pool", reference=_roi_pool_reference)
 
 
-def _adaptive_bins_match(start: Tensor, size: Tensor, lo: Tensor, hi: Tensor, pooled: int) -> Tensor:
-    """``[K]``: the RoI's float-rule bins ``(lo, hi)`` equal adaptive pooling's integer bins."""
-    p = torch.arange(pooled, device=start.device)
-    start, size = start.long()[:, None], size.long()[:, None]
-    int_lo = start + (p * size) // pooled
-    int_hi = start + ((p + 1) * size + pooled - 1) // pooled
-    return (int_lo == lo).all(dim=1) & (int_hi == hi).all(dim=1)
+_MAX_MARGIN = 2  # pixels of -inf padding: RoIs of clipped proposals overhang the map by at most 1
 
 
-def _pool_crops(
-    input: Tensor, batch: Tensor, corners: Tensor, roi_h: Tensor, roi_w: Tensor, pooled: Tuple[int, int]
-) -> Tensor:
-    """``[k, C, PH, PW]``: adaptive max pooling of each RoI's crop (RoIs inside the map)."""
+def _adaptive_bins_match(size: Tensor, pooled: int) -> Tensor:
+    """``[K]``: the float-rule bin offsets of RoIs ``size`` pixels long equal adaptive pooling's
+    integer ones (``floor(p * size / P)``, ``ceil((p + 1) * size / P)``)."""
+    p = torch.arange(pooled, device=size.device, dtype=size.dtype)
+    bin_size = size / pooled
+    float_lo = torch.floor(p[None, :] * bin_size[:, None]).long()
+    float_hi = torch.ceil((p[None, :] + 1) * bin_size[:, None]).long()
+    q, length = p.long()[None, :], size.long()[:, None]
+    return (float_lo == (q * length) // pooled).all(dim=1) & (float_hi == ((q + 1) * length + pooled - 1) // pooled).all(
+        dim=1
+    )
+
+
+def _pool_crops(input: Tensor, rows: Tensor, pooled: Tuple[int, int], margin: int) -> Tensor:
+    """``[k, C, PH, PW]``: adaptive max pooling of each RoI's crop.
+
+    ``rows`` is ``[k, 5]`` int64 ``(b, y, x, h, w)``: image, first row and column, size. Crops may
+    overhang the map by ``margin`` pixels, which read ``-inf``: a bin partly outside takes the max
+    of its pixels inside (clipping), a bin wholly outside is 0 (empty).
+    """
     _, channels, height, width = input.shape
     # Channels-last crops let adaptive_max_pool2d vectorise over channels (an order of magnitude).
-    feature = input.detach().contiguous(memory_format=torch.channels_last)
-    rows = torch.stack([batch.long(), corners[:, 1].long(), corners[:, 0].long(), roi_h.long(), roi_w.long()], 1)
+    feature = input.detach()
+    if margin > 0:
+        feature = F.pad(feature, (margin, margin, margin, margin), value=float("-inf"))
+    feature = feature.contiguous(memory_format=torch.channels_last)
     need_grad = torch.is_grad_enabled() and input.requires_grad
     values, argmaxes = [], []
     with torch.no_grad():
         for b, y, x, h, w in rows.tolist():
-            crop = feature[b : b + 1, :, y : y + h, x : x + w]  # a view
+            crop = feature[b : b + 1, :, y + margin : y + margin + h, x + margin : x + margin + w]  # a view
             if need_grad:
                 pooled_values, argmax = F.adaptive_max_pool2d(crop, pooled, return_indices=True)
                 argmaxes.append(argmax)
             else:
                 pooled_values = F.adaptive_max_pool2d(crop, pooled)
             values.append(pooled_values)
+    pooled_values = torch.cat(values, dim=0).contiguous()
+    empty = torch.isneginf(pooled_values)
     if not need_grad:
-        return torch.cat(values, dim=0).contiguous()
+        return pooled_values.masked_fill(empty, 0.0)
     # Differentiable: one gather of the argmax pixels, whose backward is one scatter. A crop index
     # r * w + q is pixel (y + r, x + q) of channel c of image b in input.reshape(-1).
     argmax = torch.cat(argmaxes, dim=0)  # [k, C, PH, PW]
     b, y, x, _, w = (v.reshape(-1, 1, 1, 1) for v in rows.unbind(1))
+    row = (argmax // w + y).clamp(0, height - 1)
+    col = (argmax % w + x).clamp(0, width - 1)
     plane = b * channels + torch.arange(channels, device=input.device).reshape(1, -1, 1, 1)
-    pixel = (plane * height + argmax // w + y) * width + argmax % w + x
-    return input.reshape(-1)[pixel]
+    gathered = input.reshape(-1)[(plane * height + row) * width + col]
+    return gathered.masked_fill(empty, 0.0)
 
 
 @roi_pool_dispatch.register("crop_loop", devices=("cpu",), modes=("eager",))
@@ -154,20 +171,19 @@ def _roi_pool_crop_loop(input: Tensor, rois: Tensor, pooled: Tuple[int, int], sp
     corners = _rois.c_round(rois[:, 1:] * spatial_scale)  # [K, 4]
     roi_w = (corners[:, 2] - corners[:, 0] + 1).clamp(min=1)
     roi_h = (corners[:, 3] - corners[:, 1] + 1).clamp(min=1)
-    lo_h, hi_h, lo_w, hi_w = _roi_pixel_bins(rois, spatial_scale, pooled, height, width, plus_one=True)
-    inside = (
-        (corners[:, 0] >= 0) & (corners[:, 1] >= 0)
-        & (corners[:, 0] + roi_w <= width) & (corners[:, 1] + roi_h <= height)
-        & (rois[:, 0] >= 0) & (rois[:, 0] < batch)
-    )
-    fast = inside & _adaptive_bins_match(corners[:, 1], roi_h, lo_h, hi_h, pooled[0])
-    fast &= _adaptive_bins_match(corners[:, 0], roi_w, lo_w, hi_w, pooled[1])
+    overhang = torch.stack(
+        [-corners[:, 0], -corners[:, 1], corners[:, 0] + roi_w - width, corners[:, 1] + roi_h - height], dim=1
+    ).amax(dim=1).clamp(min=0)  # [K] pixels outside the map
+    margin = min(int(overhang.max()), _MAX_MARGIN) if rois.shape[0] > 0 else 0
+    fast = (overhang <= margin) & (rois[:, 0] >= 0) & (rois[:, 0] < batch)
+    fast &= _adaptive_bins_match(roi_h, pooled[0]) & _adaptive_bins_match(roi_w, pooled[1])
     fast_idx = torch.nonzero(fast).flatten()
     slow_idx = torch.nonzero(~fast).flatten()
     pieces = []
     if fast_idx.numel() > 0:
-        crops = (rois[fast_idx, 0], corners[fast_idx], roi_h[fast_idx], roi_w[fast_idx])
-        pieces.append(_pool_crops(input, *crops, pooled))
+        rows = torch.stack([rois[fast_idx, 0], corners[fast_idx, 1], corners[fast_idx, 0], roi_h[fast_idx],
+                            roi_w[fast_idx]], dim=1).long()
+        pieces.append(_pool_crops(input, rows, pooled, margin))
     if slow_idx.numel() > 0:
         pieces.append(_roi_pool_reference(input, rois[slow_idx], pooled, spatial_scale))
     if not pieces:
