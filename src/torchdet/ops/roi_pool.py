@@ -149,18 +149,20 @@ def _pool_crops(input: Tensor, rows: Tensor, pooled: Tuple[int, int], margin: in
             else:
                 pooled_values = F.adaptive_max_pool2d(crop, pooled)
             values.append(pooled_values)
-    pooled_values = torch.cat(values, dim=0).contiguous()
+    pooled_values = torch.cat(values, dim=0).contiguous()  # [k, C, PH, PW]
     empty = torch.isneginf(pooled_values)
     if not need_grad:
         return pooled_values.masked_fill(empty, 0.0)
     # Differentiable: one gather of the argmax pixels, whose backward is one scatter. A crop index
     # r * w + q is pixel (y + r, x + q) of channel c of image b in input.reshape(-1).
-    argmax = torch.cat(argmaxes, dim=0)  # [k, C, PH, PW]
+    argmax = torch.cat(argmaxes, dim=0).contiguous()  # [k, C, PH, PW]
     b, y, x, _, w = (v.reshape(-1, 1, 1, 1) for v in rows.unbind(1))
     row = (argmax // w + y).clamp(0, height - 1)
     col = (argmax % w + x).clamp(0, width - 1)
     plane = b * channels + torch.arange(channels, device=input.device).reshape(1, -1, 1, 1)
-    gathered = input.reshape(-1)[(plane * height + row) * width + col]
+    pixel = (plane * height + row) * width + col
+    # gather (not indexing): its backward is a scatter_add, without indexing's sort.
+    gathered = torch.gather(input.reshape(-1), 0, pixel.reshape(-1)).reshape(pixel.shape)
     return gathered.masked_fill(empty, 0.0)
 
 
