@@ -14,13 +14,11 @@ How it runs, two forms behind one dispatcher:
   set to ``-inf`` and the window max taken. Under ``torch.export`` the window size is a
   data-dependent size of the exported program.
 - ``crop_loop`` (eager, CPU): a RoI inside the map (or overhanging it by a pixel or two, read as
-  ``-inf``) whose bins are adaptive pooling's
-  (``floor(i * h / P)``, ``ceil((i + 1) * h / P)`` in integers, which the float rule nearly always
-  gives) is ``F.adaptive_max_pool2d`` of its crop, a view; the loop over RoIs only finds the
-  argmax pixels (no autograd), and one differentiable gather of those pixels gives the output,
-  whose backward is one scatter. The other RoIs take the reference path. Gathering every bin's
-  window costs memory traffic proportional to the padded windows; reading the crops in place does
-  not, which makes this form an order of magnitude faster on detection-sized RoIs.
+  ``-inf``) whose bins are adaptive pooling's (``floor(i * h / P)``, ``ceil((i + 1) * h / P)`` in
+  integers, which the float rule nearly always gives) is ``F.adaptive_max_pool2d`` of its crop, a
+  view of the channels-last map; the backward runs the same loop with
+  ``adaptive_max_pool2d_backward``. The other RoIs take the reference path. Reading the crops in
+  place avoids the padded windows' memory traffic, an order of magnitude on detection-sized RoIs.
 """
 from __future__ import annotations
 
@@ -132,38 +130,47 @@ def _pool_crops(input: Tensor, rows: Tensor, pooled: Tuple[int, int], margin: in
     overhang the map by ``margin`` pixels, which read ``-inf``: a bin partly outside takes the max
     of its pixels inside (clipping), a bin wholly outside is 0 (empty).
     """
-    _, channels, height, width = input.shape
     # Channels-last crops let adaptive_max_pool2d vectorise over channels (an order of magnitude).
     feature = input.detach()
     if margin > 0:
         feature = F.pad(feature, (margin, margin, margin, margin), value=float("-inf"))
     feature = feature.contiguous(memory_format=torch.channels_last)
-    need_grad = torch.is_grad_enabled() and input.requires_grad
-    values, argmaxes = [], []
-    with torch.no_grad():
-        for b, y, x, h, w in rows.tolist():
+    return _CropMaxPool.apply(input, feature, rows, pooled, margin)
+
+
+class _CropMaxPool(torch.autograd.Function):
+    """Forward: adaptive max pooling of each (padded, channels-last) crop. Backward: the same loop
+    with ``adaptive_max_pool2d_backward`` into a padded gradient map (each RoI's argmax stays in
+    its crop), then the padding is cut off."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, input: Tensor, feature: Tensor, rows: Tensor, pooled: Tuple[int, int], margin: int
+    ) -> Tensor:
+        boxes = rows.tolist()
+        values, argmaxes = [], []
+        for b, y, x, h, w in boxes:
             crop = feature[b : b + 1, :, y + margin : y + margin + h, x + margin : x + margin + w]  # a view
-            if need_grad:
+            if ctx.needs_input_grad[0]:
                 pooled_values, argmax = F.adaptive_max_pool2d(crop, pooled, return_indices=True)
                 argmaxes.append(argmax)
             else:
                 pooled_values = F.adaptive_max_pool2d(crop, pooled)
             values.append(pooled_values)
-    pooled_values = torch.cat(values, dim=0).contiguous()  # [k, C, PH, PW]
-    empty = torch.isneginf(pooled_values)
-    if not need_grad:
-        return pooled_values.masked_fill(empty, 0.0)
-    # Differentiable: one gather of the argmax pixels, whose backward is one scatter. A crop index
-    # r * w + q is pixel (y + r, x + q) of channel c of image b in input.reshape(-1).
-    argmax = torch.cat(argmaxes, dim=0).contiguous()  # [k, C, PH, PW]
-    b, y, x, _, w = (v.reshape(-1, 1, 1, 1) for v in rows.unbind(1))
-    row = (argmax // w + y).clamp(0, height - 1)
-    col = (argmax % w + x).clamp(0, width - 1)
-    plane = b * channels + torch.arange(channels, device=input.device).reshape(1, -1, 1, 1)
-    pixel = (plane * height + row) * width + col
-    # gather (not indexing): its backward is a scatter_add, without indexing's sort.
-    gathered = torch.gather(input.reshape(-1), 0, pixel.reshape(-1)).reshape(pixel.shape)
-    return gathered.masked_fill(empty, 0.0)
+        out = torch.cat(values, dim=0).contiguous()  # [k, C, PH, PW]
+        ctx.boxes, ctx.argmaxes, ctx.margin, ctx.shape = boxes, argmaxes, margin, feature.shape
+        return out.masked_fill(torch.isneginf(out), 0.0)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        margin = ctx.margin
+        grad = grad_out.new_zeros(ctx.shape).contiguous(memory_format=torch.channels_last)
+        for i, ((b, y, x, h, w), argmax) in enumerate(zip(ctx.boxes, ctx.argmaxes)):
+            region = grad[b : b + 1, :, y + margin : y + margin + h, x + margin : x + margin + w]
+            region += torch.ops.aten.adaptive_max_pool2d_backward(grad_out[i : i + 1], region, argmax)
+        height, width = ctx.shape[2] - 2 * margin, ctx.shape[3] - 2 * margin
+        grad = grad[:, :, margin : margin + height, margin : margin + width].contiguous()
+        return grad, None, None, None, None
 
 
 @roi_pool_dispatch.register("crop_loop", devices=("cpu",), modes=("eager",))
