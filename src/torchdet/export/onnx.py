@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.atomic import atomic_path
+from torchdet.weights.registry import outputs_of
 
 __all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "default_exporter", "OUTPUT_NAMES",
            "DEFAULT_OPSET", "EXPORTERS"]
@@ -143,7 +144,7 @@ def to_onnx(
     if exporter == "dynamo":
         from torchdet.export.onnx_dynamo import export_onnx_dynamo
 
-        names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
+        names = _output_names(model)
         return export_onnx_dynamo(DeployableDetector(model), path, image_size, batch_size, names, dynamic=dynamic)
     if dynamic:
         batch_size = 1  # traced on one image; the batch axis comes from the Loop (batch_loop.py)
@@ -152,7 +153,7 @@ def to_onnx(
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
-    names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
+    names = _output_names(model)
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {"images": {2: "height", 3: "width"}}
@@ -180,13 +181,10 @@ def default_exporter(model: nn.Module) -> str:
     return "legacy"
 
 
-def _has_key(model: nn.Module, key: str) -> bool:
-    heads = getattr(model, "roi_heads", None)
-    if key == "masks":
-        return getattr(heads, "mask_predictor", None) is not None
-    if key == "keypoints":
-        return getattr(heads, "keypoint_predictor", None) is not None
-    return False
+def _output_names(model: nn.Module) -> List[str]:
+    """The graph's output names: ``OUTPUT_NAMES`` and the model's masks or keypoints."""
+    outputs = outputs_of(model)
+    return list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in outputs]
 
 
 def run_onnx(path: Union[str, Path], images: Tensor) -> Dict[str, Tensor]:
