@@ -47,10 +47,13 @@ _FORCED: Dict[str, str] = {}
 
 
 def _fx_tracing() -> bool:
-    try:
-        from torch.fx._symbolic_trace import is_fx_tracing
+    try:  # is_fx_tracing() logs a warning on its first call in newer torch
+        from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
     except ImportError:  # pragma: no cover - older torch
-        return False
+        try:
+            from torch.fx._symbolic_trace import is_fx_tracing
+        except ImportError:
+            return False
     return is_fx_tracing()
 
 
