@@ -46,7 +46,6 @@ def wh_pairs_for_level(scale: float, next_scale: float, aspect_ratios: Sequence[
     return torch.as_tensor(pairs, dtype=torch.float32)
 
 
-@torch.jit.unused
 def _traced_width_height(images: Tensor) -> Tensor:
     """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images, read from the shape as a tensor so that a trace
     keeps it (a list of sizes would be a constant)."""
