@@ -14,6 +14,7 @@ padded to D, the model's detections per image (plus `masks` [B, D, 1, H, W] or `
 `--dynamic`; `--exporter dynamo` (torch's default exporter) and the pt2/aoti formats make H and W
 free and keep B at `--batch-size`. A pt2 program returns the eager detections (one dict per
 image). ONNX needs `pip install 'torchdet[export]'` (onnx, onnxruntime, onnxscript).
+"""
 from __future__ import annotations
 
 import argparse
