@@ -22,7 +22,7 @@ from typing import Callable, List
 import torch
 
 from _oracle import assert_detections_match, build_filled, load_case
-from torchdet.engine.builders import get_builder
+from torchdet.models.registry import get_model_builder as get_builder
 
 
 def _median_ms(fn: Callable[[], object], repeat: int) -> float:

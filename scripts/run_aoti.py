@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("image", nargs="?")
     parser.add_argument("--random", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--score", type=float, default=0.0)
+    parser.add_argument("--check-no-model-code", action="store_true",
+                        help="fail if torchdet's model modules were imported (tests)")
     args = parser.parse_args()
     if (args.image is None) == (args.random is None):
         parser.error("give an image file or --random H W")
@@ -45,6 +47,12 @@ def main() -> None:
         if float(score) >= args.score:
             print(f"{int(label)} {float(score):.4f} " + " ".join(f"{float(v):.2f}" for v in box))
     print(f"# {count} detections in {elapsed * 1000:.1f} ms", flush=True)
+    if args.check_no_model_code:
+        import sys
+
+        loaded = sorted(m for m in sys.modules if m.startswith(("torchdet.models", "torchdet.backbones")))
+        if loaded:
+            raise SystemExit(f"model code was imported: {loaded}")
 
 
 if __name__ == "__main__":

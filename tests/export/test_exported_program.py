@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from _oracle import assert_detections_match, build_filled, load_case
-from torchdet.engine.builders import get_builder
+from torchdet.models.registry import get_model_builder as get_builder
 from torchdet.export.exported_program import (dynamic_shapes, example_images, export_program, load_program,
                                               save_program)
 

@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from _oracle import assert_detections_match, build_filled, load_case  # noqa: E402
-from torchdet.engine.builders import get_builder  # noqa: E402
+from torchdet.models.registry import get_model_builder as get_builder  # noqa: E402
 from torchdet.export.aoti import unpad_detections  # noqa: E402
 from torchdet.export.exported_program import dynamic_shapes  # noqa: E402
 from torchdet.export.onnx import run_onnx, to_onnx  # noqa: E402
