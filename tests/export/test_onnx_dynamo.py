@@ -27,7 +27,7 @@ SLOW = [
     "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
 ]
 EXAMPLE_SIZE = (224, 256)
-OTHER_SIZES = [(300, 200), (97, 411)]
+OTHER_SIZES = [(300, 200), (150, 410)]
 
 
 def _model(name: str) -> torch.nn.Module:

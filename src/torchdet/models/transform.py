@@ -74,7 +74,8 @@ def _symbolic_resized_size(image: Tensor, min_size: float, max_size: float) -> L
     height, width = image.shape[-2], image.shape[-1]
     short, long = torch.sym_min(height, width), torch.sym_max(height, width)
     scale = torch.sym_min(min_size / short, max_size / long)
-    return [math.floor(height * scale), math.floor(width * scale)]
+    # sym_int truncates: floor for these positive sizes, and a serializable op in a program.
+    return [torch.sym_int(height * scale), torch.sym_int(width * scale)]
 
 
 def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target: Optional[Target],
