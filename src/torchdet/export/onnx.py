@@ -16,6 +16,10 @@ tracing, the models keep image sizes as traced values (resize, padding, anchors,
 mask pasting), so a graph traced at one size is right at every size; each op with a
 data-dependent eager form (keypoint decoding, mask pasting) runs its traceable reference form
 while tracing (``torchdet.ops.dispatch``). With ``dynamic=True`` the batch axis is an ONNX ``Loop`` (``batch_loop.py``).
+
+``exporter="dynamo"`` records the same wrapper with torch's default exporter instead
+(``onnx_dynamo.py``: ``torch.export`` with free H and W, the custom ops translated to
+``NonMaxSuppression`` / ``RoiAlign``); its batch size is the example's.
 """
 from __future__ import annotations
 
