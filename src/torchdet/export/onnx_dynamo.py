@@ -3,7 +3,8 @@
 The exporter runs ``torch.export`` (the models' NMS and RoIAlign become the custom ops
 ``torchdet::nms`` / ``torchdet::roi_align``) and translates the program to ONNX.
 :func:`translation_table` maps the two custom ops onto ONNX ``NonMaxSuppression`` and
-``RoiAlign`` (opset 16+, ``coordinate_transformation_mode`` carries ``aligned``);
+``RoiAlign`` (opset 16+, ``coordinate_transformation_mode`` carries ``aligned``;
+``torchdet::batched_nms`` by coordinate offsets);
 :func:`register_default_translations` adds them to the exporter's default table, so that a
 plain ``torch.onnx.export(model, (images,), path)`` works after ``import torchdet.export``.
 """
@@ -37,6 +38,17 @@ def _nms_to_onnx(boxes: Any, scores: Any, iou_threshold: float) -> Any:
     return op.Reshape(op.Gather(selected, op.Constant(value_ints=[2]), axis=1), op.Constant(value_ints=[-1]))
 
 
+def _batched_nms_to_onnx(boxes: Any, scores: Any, idxs: Any, iou_threshold: float) -> Any:
+    """``torchdet::batched_nms`` by coordinate offsets: each class's boxes moved past all others', one NMS."""
+    from onnxscript import opset18 as op
+
+    zero = op.CastLike(op.Constant(value_floats=[0.0]), boxes)
+    largest = op.ReduceMax(op.Concat(op.Reshape(boxes, op.Constant(value_ints=[-1])), zero, axis=0),
+                           keepdims=0)  # zero joins: an empty input still has a maximum
+    offsets = op.Mul(op.CastLike(idxs, boxes), op.Add(largest, op.CastLike(op.Constant(value_float=1.0), boxes)))
+    return _nms_to_onnx(op.Add(boxes, op.Unsqueeze(offsets, op.Constant(value_ints=[1]))), scores, iou_threshold)
+
+
 def _roi_align_to_onnx(input: Any, rois: Any, pooled_height: int, pooled_width: int, spatial_scale: float,
                        sampling_ratio: int, aligned: bool) -> Any:
     """``torchdet::roi_align`` as ``RoiAlign``: ``[B, C, H, W]``, ``[K, 5]`` rows ``(b, x1, y1, x2, y2)``."""
@@ -55,7 +67,8 @@ def translation_table() -> Dict[Callable[..., Any], Callable[..., Any]]:
     """``custom_translation_table`` for ``torch.onnx.export``: the torchdet custom ops -> ONNX ops."""
     import torchdet.ops  # noqa: F401  (registers the custom ops)
 
-    return {torch.ops.torchdet.nms.default: _nms_to_onnx, torch.ops.torchdet.roi_align.default: _roi_align_to_onnx}
+    return {torch.ops.torchdet.nms.default: _nms_to_onnx, torch.ops.torchdet.batched_nms.default: _batched_nms_to_onnx,
+            torch.ops.torchdet.roi_align.default: _roi_align_to_onnx}
 
 
 _REGISTERED = False
