@@ -31,7 +31,8 @@ LAYERS: List[Tuple[str, Set[str]]] = [
 ]
 
 # Known violations being removed, each with its reason; an entry that no longer occurs must go.
-PENDING: Dict[Tuple[str, str], str] = {}
+PENDING: Dict[Tuple[str, str], str] = {
+}
 
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 SPLIT_UNITS = {u for u in RANK if "." in u}
