@@ -80,7 +80,7 @@ def test_saved_program_loads_and_runs(tmp_path: Path) -> None:
 def test_nms_and_roi_align_are_custom_ops_in_the_graph() -> None:
     _, program = _exported(FAST[0])
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
-    assert "torchdet.nms.default" in targets
+    assert "torchdet.batched_nms.default" in targets  # RPN and box head: class-wise NMS
     assert "torchdet.roi_align.default" in targets
 
 
