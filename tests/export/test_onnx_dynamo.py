@@ -22,10 +22,7 @@ from torchdet.export.exported_program import dynamic_shapes  # noqa: E402
 from torchdet.export.onnx import run_onnx, to_onnx  # noqa: E402
 
 FAST = ["ssdlite320_mobilenet_v3_large"]
-SLOW = [
-    "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16",
-    "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
-]
+SLOW = ["fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "maskrcnn_resnet50_fpn"]
 EXAMPLE_SIZE = (224, 256)
 OTHER_SIZES = [(300, 200), (150, 410)]
 
