@@ -112,8 +112,9 @@ class BoxCoder:
         pred_w = torch.exp(dw) * widths[:, None]
         pred_h = torch.exp(dh) * heights[:, None]
 
-        half_h = torch.tensor(0.5, dtype=pred_ctr_y.dtype, device=pred_h.device) * pred_h
-        half_w = torch.tensor(0.5, dtype=pred_ctr_x.dtype, device=pred_w.device) * pred_w
+        half = torch.tensor(0.5, dtype=pred_ctr_y.dtype)  # a host scalar: no copy to the device
+        half_h = half * pred_h
+        half_w = half * pred_w
         pred = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)
         return pred.flatten(1)
 

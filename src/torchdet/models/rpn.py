@@ -12,7 +12,7 @@ from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
-from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
+from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.ops.nms import batched_nms
 
@@ -204,9 +204,10 @@ class RegionProposalNetwork(nn.Module):
         final_boxes, final_scores = [], []
         for boxes, scores, lvl, image_shape in zip(proposals, objectness_prob, levels, image_shapes):
             boxes = clip_boxes_to_image(boxes, image_shape)
-            keep = remove_small_boxes(boxes, self.min_size)
-            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-            keep = torch.where(scores >= self.score_thresh)[0]
+            # remove_small_boxes and the score threshold as one mask: one sync instead of two
+            widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            valid = (widths >= self.min_size) & (heights >= self.min_size) & (scores >= self.score_thresh)
+            keep = torch.where(valid)[0]
             boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
             keep = batched_nms(boxes, scores, lvl, self.nms_thresh)[: self.post_nms_top_n()]
             final_boxes.append(boxes[keep])

@@ -27,10 +27,9 @@ def resize_boxes(boxes: Tensor, original_size: List[int], new_size: List[int]) -
 
     The ratios are float32 (``float32(h') / float32(h)``), as the reference computes them.
     """
-    ratio_height = (torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device)
-                    / torch.tensor(original_size[0], dtype=torch.float32, device=boxes.device))
-    ratio_width = (torch.tensor(new_size[1], dtype=torch.float32, device=boxes.device)
-                   / torch.tensor(original_size[1], dtype=torch.float32, device=boxes.device))
+    # 0-dim host tensors: a CUDA kernel takes them as scalars, with no copy to the device.
+    ratio_height = torch.tensor(new_size[0], dtype=torch.float32) / torch.tensor(original_size[0], dtype=torch.float32)
+    ratio_width = torch.tensor(new_size[1], dtype=torch.float32) / torch.tensor(original_size[1], dtype=torch.float32)
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
 
@@ -120,6 +119,7 @@ class GeneralizedRCNNTransform(nn.Module):
     fixed_size: Optional[Tuple[int, int]]
     image_mean: List[float]
     image_std: List[float]
+    _normalized_by: List[List[float]]
 
     def __init__(self, min_size: Union[int, Sequence[int]], max_size: int, image_mean: Sequence[float],
                  image_std: Sequence[float], size_divisible: int = 32,
@@ -131,6 +131,11 @@ class GeneralizedRCNNTransform(nn.Module):
         self.max_size = max_size
         self.image_mean = [float(m) for m in image_mean]
         self.image_std = [float(s) for s in image_std]
+        # The same values as non-persistent float64 buffers: they move with the model, so that
+        # normalising copies nothing to the device (float64 rounds to any dtype as the lists do).
+        self.register_buffer("_image_mean", torch.tensor(self.image_mean, dtype=torch.float64), persistent=False)
+        self.register_buffer("_image_std", torch.tensor(self.image_std, dtype=torch.float64), persistent=False)
+        self._normalized_by = [self.image_mean, self.image_std]  # what the buffers hold
         self.size_divisible = size_divisible
         self.fixed_size = fixed_size
         self._skip_resize = bool(kwargs.pop("_skip_resize", False))
@@ -173,8 +178,12 @@ class GeneralizedRCNNTransform(nn.Module):
             raise TypeError(
                 f"images must be floating point in [0, 1]; got dtype {image.dtype} (use image.float() / 255)."
             )
-        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
-        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        if self._normalized_by[0] == self.image_mean and self._normalized_by[1] == self.image_std:
+            mean = self._image_mean.to(dtype=image.dtype, device=image.device)
+            std = self._image_std.to(dtype=image.dtype, device=image.device)
+        else:  # the lists were reassigned after construction
+            mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
+            std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
     def torch_choice(self, k: List[int]) -> int:
