@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     api.evaluate(args.weights, args.data, out=args.out, model=args.model, num_classes=args.num_classes,
                  fmt=args.format, images=args.images, split=args.split, batch_size=args.batch_size,
                  workers=args.workers, device=args.device, iou_types=args.iou_types,
-                 skip_bad_images=args.skip_bad_images,
+                 skip_bad_images=args.skip_bad_images, amp=args.amp,
                  overrides=model_kwargs(args.model_arg, min_size=args.min_size, max_size=args.max_size))
     return 0
 
@@ -45,4 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_workers(parser, default=2)
     add_device(parser)
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: autocast to float16 on CUDA, bfloat16 on the CPU")
     parser.set_defaults(func=run)

@@ -183,7 +183,7 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
              num_classes: Optional[int] = None, fmt: str = "coco", images: Optional[str] = None,
              split: Optional[str] = None, batch_size: int = 2, workers: int = 0, device: Optional[str] = None,
              iou_types: Optional[Sequence[str]] = None, skip_bad_images: bool = False,
-             overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> EvalResult:
+             overrides: Optional[Dict[str, Any]] = None, log: Log = echo, amp: bool = False) -> EvalResult:
     """Score `weights` on a dataset; print the metrics and per-class AP; with `out` write
     `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids)."""
     dev = resolve_device(device)
@@ -196,7 +196,7 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
     if getattr(dataset, "skipped_images", None):
         log(f"skipped {len(dataset.skipped_images)} unreadable image(s), e.g. {dataset.skipped_images[0][0]}")
     result = evaluate_model(net, dataset, device=dev, model_categories=spec.categories, batch_size=batch_size,
-                            workers=workers, iou_types=iou_types, show_progress=bars_enabled())
+                            workers=workers, iou_types=iou_types, show_progress=bars_enabled(), amp=amp)
     log(f"evaluated {weights} on {result.num_images} images of {data}: {len(result.detections)} detections")
     log(format_metrics(result.coco))
     if out is not None:
@@ -213,7 +213,8 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
 def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[str] = None,
             num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
             device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
-            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> PredictResult:
+            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo,
+            amp: bool = False) -> PredictResult:
     """Detect objects in image files; write `out/predictions.json` and the annotated pictures."""
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")
@@ -229,7 +230,8 @@ def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[s
     result = predict_images(net, paths, device=dev, categories=spec.categories, category_ids=spec.category_ids,
                             score_thresh=score_thresh, batch_size=batch_size, workers=workers,
                             out_dir=out_dir if draw else None, skip_bad_images=skip_bad_images,
-                            keypoint_skeleton=skeleton, picture_scale=picture_scale, show_progress=bars_enabled())
+                            keypoint_skeleton=skeleton, picture_scale=picture_scale, show_progress=bars_enabled(),
+                            amp=amp)
     _write_json(out_dir / "predictions.json", result.predictions)
     if result.skipped:
         log(f"skipped {len(result.skipped)} unreadable image(s), e.g. {result.skipped[0][0]}")
