@@ -119,7 +119,6 @@ class GeneralizedRCNNTransform(nn.Module):
     fixed_size: Optional[Tuple[int, int]]
     image_mean: List[float]
     image_std: List[float]
-    _normalized_by: List[List[float]]
 
     def __init__(self, min_size: Union[int, Sequence[int]], max_size: int, image_mean: Sequence[float],
                  image_std: Sequence[float], size_divisible: int = 32,
@@ -131,11 +130,7 @@ class GeneralizedRCNNTransform(nn.Module):
         self.max_size = max_size
         self.image_mean = [float(m) for m in image_mean]
         self.image_std = [float(s) for s in image_std]
-        # The same values as non-persistent float64 buffers: they move with the model, so that
-        # normalising copies nothing to the device (float64 rounds to any dtype as the lists do).
-        self.register_buffer("_image_mean", torch.tensor(self.image_mean, dtype=torch.float64), persistent=False)
-        self.register_buffer("_image_std", torch.tensor(self.image_std, dtype=torch.float64), persistent=False)
-        self._normalized_by = [self.image_mean, self.image_std]  # what the buffers hold
+        self._normalization_cache: Dict[Any, Tuple[Tensor, Tensor]] = {}
         self.size_divisible = size_divisible
         self.fixed_size = fixed_size
         self._skip_resize = bool(kwargs.pop("_skip_resize", False))
@@ -178,13 +173,24 @@ class GeneralizedRCNNTransform(nn.Module):
             raise TypeError(
                 f"images must be floating point in [0, 1]; got dtype {image.dtype} (use image.float() / 255)."
             )
-        if self._normalized_by[0] == self.image_mean and self._normalized_by[1] == self.image_std:
-            mean = self._image_mean.to(dtype=image.dtype, device=image.device)
-            std = self._image_std.to(dtype=image.dtype, device=image.device)
-        else:  # the lists were reassigned after construction
+        if torch.jit.is_scripting():
             mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
             std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        else:
+            mean, std = self._mean_std(image)
         return (image - mean[:, None, None]) / std[:, None, None]
+
+    @torch.jit.unused
+    def _mean_std(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        """``image_mean`` and ``image_std`` as tensors of the image's dtype and device, made once per
+        (dtype, device, values): a copy to a GPU per image would stall the host each time."""
+        key = (image.dtype, image.device, tuple(self.image_mean), tuple(self.image_std))
+        cached = self._normalization_cache.get(key)
+        if cached is None:
+            cached = (torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device),
+                      torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device))
+            self._normalization_cache = {key: cached}
+        return cached
 
     def torch_choice(self, k: List[int]) -> int:
         """A uniformly random element of ``k``, drawn from torch's RNG."""
