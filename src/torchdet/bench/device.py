@@ -162,13 +162,17 @@ def _measure(name: str, fn: Callable[..., Dict[str, Any]], device: torch.device,
 
 
 def run_device_benchmark(builders: Sequence[str], device: torch.device, batches: Sequence[int] = (1, 8),
-                         repeats: int = 5, tf32: bool = False, train: bool = True, compare: bool = True,
+                         repeats: int = 5, tf32: Optional[bool] = False, train: bool = True, compare: bool = True,
                          height: int = 480, width: int = 640,
                          echo: Callable[[str], None] = print) -> List[DeviceRow]:
-    """Eval at each batch size in fp32 and AMP, and an AMP training step, per builder (and torchvision's)."""
-    if device.type == "cuda":
+    """Eval at each batch size in fp32 and AMP, and an AMP training step, per builder (and torchvision's).
+
+    ``tf32``: True/False set TF32 for matmuls and cuDNN; None leaves torch's defaults.
+    """
+    if device.type == "cuda" and tf32 is not None:
         set_tf32(tf32)
-    echo(f"torch {torch.__version__} on {device}; TF32 {'on' if tf32 else 'off'}; torchvision "
+    state = "torch's defaults" if tf32 is None else ("on" if tf32 else "off")
+    echo(f"torch {torch.__version__} on {device}; TF32 {state}; torchvision "
          f"{'compared' if compare and torchvision_builder('fasterrcnn_resnet50_fpn') else 'not importable'}")
     rows: List[DeviceRow] = []
     for name in builders:

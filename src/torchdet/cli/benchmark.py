@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         from torchdet.bench.device import run_device_benchmark
 
         run_device_benchmark(args.builders or ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn"],
-                             torch.device(args.device), repeats=args.repeats, tf32=not args.no_tf32,
+                             torch.device(args.device), repeats=args.repeats, tf32=False if args.no_tf32 else None,
                              height=args.height, width=args.width)
         return 0
     tuned = False
