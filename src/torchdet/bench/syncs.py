@@ -404,6 +404,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--train", action="store_true", help="also count a training step (2 images)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--min-size", type=int, default=None,
+                        help="resize short sides to this (R-CNN, RetinaNet, FCOS; the counts barely depend on it)")
     parser.add_argument("--events", action="store_true", help="list each sync")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
@@ -414,7 +416,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     for name in args.builders or DETECTION_BUILDERS:
         for train in ([False, True] if args.train else [False]):
-            rows.append(builder_syncs(name, train, args.height, args.width))
+            sizes = {} if args.min_size is None or name.startswith("ssd") else {
+                "min_size": args.min_size, "max_size": args.min_size * 4 // 3}
+            rows.append(builder_syncs(name, train, args.height, args.width, **sizes))
             print(format_syncs(rows[-1:]).splitlines()[-1] if len(rows) > 1 else format_syncs(rows), flush=True)
             if args.events:
                 print("\n".join("    " + e for e in rows[-1].events))
