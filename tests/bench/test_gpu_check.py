@@ -37,7 +37,7 @@ def test_sections_hold_their_measurements(report: dict) -> None:
     assert all(r["ok"] for r in sections["ops"]["results"])
     assert {r["name"] for r in sections["golden"]["results"]} == {"ssdlite320_mobilenet_v3_large"}
     assert all(r["eval"] == "match" and r["train"] == "match" for r in sections["golden"]["results"])
-    latency = sections["latency"]["results"]
+    latency = sections["latency"]["results"][0]["configs"]
     assert {(r["batch"], r["amp"]) for r in latency} == {(1, False), (1, True), (2, False), (2, True)}
     assert all(r["ours"]["ms"] > 0 for r in latency)
     assert sections["train"]["results"][0]["ours"]["losses"]

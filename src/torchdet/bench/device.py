@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,7 +22,7 @@ from torchdet.amp import amp_dtype, inference_autocast
 from torchdet.bench.fill import fill_state_dict
 from torchdet.bench.latency import benchmark_image, load_builder
 
-__all__ = ["set_tf32", "synchronize", "torchvision_builder", "eval_latency", "amp_train_step", "DeviceRow",
+__all__ = ["set_tf32", "synchronize", "torchvision_builder", "eval_latency", "eval_latencies", "amp_train_step", "DeviceRow",
            "run_device_benchmark", "format_device_rows"]
 
 
@@ -82,16 +82,25 @@ def eval_latency(builder: Callable[..., torch.nn.Module], device: torch.device, 
                  amp: bool = False, repeats: int = 5, warmup: int = 2, height: int = 480, width: int = 640,
                  **kwargs: Any) -> Dict[str, Optional[float]]:
     """``{"ms", "peak_mb"}`` of an eval forward of ``batch`` images (AMP: autocast in the device's dtype)."""
+    return eval_latencies(builder, device, [(batch, amp)], repeats, warmup, height, width, **kwargs)[0]
+
+
+def eval_latencies(builder: Callable[..., torch.nn.Module], device: torch.device,
+                   configs: Sequence[Tuple[int, bool]], repeats: int = 5, warmup: int = 2, height: int = 480,
+                   width: int = 640, **kwargs: Any) -> List[Dict[str, Optional[float]]]:
+    """:func:`eval_latency` for each ``(batch, amp)`` of ``configs``, building the model once."""
     model = _model(builder, device, False, **kwargs)
-    images = [benchmark_image(height, width, seed=i).to(device) for i in range(batch)]
+    images = [benchmark_image(height, width, seed=i).to(device) for i in range(max(b for b, _ in configs))]
+    results = []
+    for batch, amp in configs:
+        def forward(batch: int = batch, amp: bool = amp) -> None:
+            with torch.no_grad(), inference_autocast(device, amp):
+                model(images[:batch])
 
-    def forward() -> None:
-        with torch.no_grad(), inference_autocast(device, amp):
-            model(images)
-
-    _reset_peak(device)
-    ms = _timed(forward, device, repeats, warmup)
-    return {"ms": ms, "peak_mb": _peak_mb(device)}
+        _reset_peak(device)
+        ms = _timed(forward, device, repeats, warmup)
+        results.append({"ms": ms, "peak_mb": _peak_mb(device), "batch": batch, "amp": amp})
+    return results
 
 
 def amp_train_step(builder: Callable[..., torch.nn.Module], device: torch.device, amp: bool = True,
@@ -153,7 +162,7 @@ class DeviceRow:
         return self.ms / self.torchvision_ms if self.torchvision_ms else None
 
 
-def _measure(name: str, fn: Callable[..., Dict[str, Any]], device: torch.device, compare: bool,
+def _measure(name: str, fn: Callable[..., Any], device: torch.device, compare: bool,
              **kwargs: Any) -> Dict[str, Any]:
     ours = fn(load_builder(name), device, **kwargs)
     tv_builder = torchvision_builder(name) if compare else None
@@ -175,14 +184,15 @@ def run_device_benchmark(builders: Sequence[str], device: torch.device, batches:
     echo(f"torch {torch.__version__} on {device}; TF32 {state}; torchvision "
          f"{'compared' if compare and torchvision_builder('fasterrcnn_resnet50_fpn') else 'not importable'}")
     rows: List[DeviceRow] = []
+    configs = [(batch, amp) for batch in batches for amp in (False, True)]
     for name in builders:
-        for batch in batches:
-            for amp in (False, True):
-                r = _measure(name, eval_latency, device, compare, batch=batch, amp=amp, repeats=repeats,
-                             height=height, width=width)
-                rows.append(DeviceRow(name, f"eval {'amp' if amp else 'fp32'}", batch, r["ours"]["ms"],
-                                      r["ours"]["peak_mb"], r["theirs"].get("ms"), r["theirs"].get("peak_mb")))
-                echo(format_device_rows(rows[-1:], head=len(rows) == 1))
+        r = _measure(name, eval_latencies, device, compare, configs=configs, repeats=repeats, height=height,
+                     width=width)
+        for i, (batch, amp) in enumerate(configs):
+            theirs = r["theirs"][i] if r["theirs"] else {}
+            rows.append(DeviceRow(name, f"eval {'amp' if amp else 'fp32'}", batch, r["ours"][i]["ms"],
+                                  r["ours"][i]["peak_mb"], theirs.get("ms"), theirs.get("peak_mb")))
+            echo(format_device_rows(rows[-1:], head=len(rows) == 1))
         if train:
             r = _measure(name, amp_train_step, device, compare, repeats=repeats, height=height, width=width)
             rows.append(DeviceRow(name, "train amp", 2, r["ours"]["ms"], r["ours"]["peak_mb"],

@@ -47,7 +47,7 @@ TRAIN_BUILDERS = ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "ssdlite3
 QUICK_BUILDERS = ["fasterrcnn_mobilenet_v3_large_320_fpn"]
 SECTIONS = ("environment", "ops", "golden", "latency", "train", "memory")
 # Seconds per step on one GPU, generous (model build + warm-up + timed runs, ours and torchvision's).
-ESTIMATE_S = {"ops": 20.0, "golden": 8.0, "latency": 6.0, "train": 12.0}
+ESTIMATE_S = {"ops": 20.0, "golden": 8.0, "latency": 15.0, "train": 12.0}
 
 
 def _tests_dir() -> Path:
@@ -98,9 +98,11 @@ class GpuCheck:
         record["seconds"] = round(time.perf_counter() - start, 2)
         self.write()
 
-    def step(self, record: Dict[str, Any], label: str, estimate_s: float, fn: Callable[[], Dict[str, Any]]) -> None:
-        """One item of a section: its result dict (``ok`` False on an exception), or a skip."""
-        if not self.fits(estimate_s):
+    def step(self, record: Dict[str, Any], label: str, estimate_s: float, fn: Callable[[], Dict[str, Any]],
+             reserve_s: float = 0.0) -> None:
+        """One item of a section: its result dict (``ok`` False on an exception), or a skip when
+        ``estimate_s`` plus ``reserve_s`` (kept for the sections after) does not fit."""
+        if not self.fits(estimate_s + reserve_s):
             record["skipped"].append(label)
             return
         start = time.perf_counter()
@@ -267,10 +269,15 @@ def golden(check: GpuCheck, record: Dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- latency, train, memory
 
-def _both(check: GpuCheck, name: str, fn: Callable[..., Dict[str, Any]], **kwargs: Any) -> Dict[str, Any]:
+def _both(check: GpuCheck, name: str, fn: Callable[..., Any], **kwargs: Any) -> Dict[str, Any]:
+    """``fn`` on our builder and on torchvision's (None when torchvision does not import)."""
     ours = fn(get_model_builder(name), check.device, **kwargs)
     tv_builder = dev.torchvision_builder(name)
     theirs = fn(tv_builder, check.device, **kwargs) if tv_builder is not None else None
+    return {"ours": ours, "torchvision": theirs}
+
+
+def _ratios(ours: Dict[str, Any], theirs: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     result: Dict[str, Any] = {"ours": ours, "torchvision": theirs}
     if theirs:
         result["ratio"] = ours["ms"] / theirs["ms"]
@@ -286,18 +293,22 @@ def _sizes(check: GpuCheck) -> Dict[str, int]:
 
 
 def latency(check: GpuCheck, record: Dict[str, Any]) -> None:
+    """Per builder, one model (ours, torchvision's) timed at each batch size in fp32 and AMP."""
     if check.device.type == "cuda":
         dev.set_tf32(False)
-    builders = check.builders
-    batches = (1, 2) if check.quick else (1, 8)
-    for batch in batches:
-        for name in builders:
-            for amp in (False, True):
-                label = f"{name} batch={batch} {'amp' if amp else 'fp32'}"
-                check.step(record, label, ESTIMATE_S["latency"] * (2 if batch > 1 else 1),
-                           lambda name=name, batch=batch, amp=amp: {
-                               "builder": name, "batch": batch, "amp": amp,
-                               **_both(check, name, dev.eval_latency, batch=batch, amp=amp, **_sizes(check))})
+    configs = [(batch, amp) for batch in ((1, 2) if check.quick else (1, 8)) for amp in (False, True)]
+
+    def measure(name: str) -> Dict[str, Any]:
+        both = _both(check, name, dev.eval_latencies, configs=configs, **_sizes(check))
+        rows = []
+        for i, (batch, amp) in enumerate(configs):
+            theirs = both["torchvision"][i] if both["torchvision"] else None
+            rows.append({"batch": batch, "amp": amp, **_ratios(both["ours"][i], theirs)})
+        return {"builder": name, "configs": rows}
+
+    for name in check.builders:
+        check.step(record, name, ESTIMATE_S["latency"], lambda name=name: measure(name),
+                   reserve_s=ESTIMATE_S["train"] * len(_train_builders(check.builders)))
 
 
 def _train_builders(builders: List[str]) -> List[str]:
@@ -309,20 +320,23 @@ def _train_builders(builders: List[str]) -> List[str]:
 
 def train(check: GpuCheck, record: Dict[str, Any]) -> None:
     for name in _train_builders(check.builders):
-        check.step(record, f"{name} amp train step", ESTIMATE_S["train"],
-                   lambda name=name: {"builder": name, **_both(check, name, dev.amp_train_step, **_sizes(check))})
+        def measure(name: str = name) -> Dict[str, Any]:
+            both = _both(check, name, dev.amp_train_step, **_sizes(check))
+            return {"builder": name, **_ratios(both["ours"], both["torchvision"])}
+
+        check.step(record, f"{name} amp train step", ESTIMATE_S["train"], measure)
 
 
 def memory(check: GpuCheck, record: Dict[str, Any]) -> None:
     """Peak memory of every measurement so far (no new runs)."""
-    for section in ("latency", "train"):
-        for r in check.doc["sections"].get(section, {}).get("results", []):
-            if "ours" not in r:
-                continue
-            theirs = r.get("torchvision") or {}
-            record["results"].append({"name": r["name"], "ours_peak_mb": r["ours"].get("peak_mb"),
-                                      "torchvision_peak_mb": theirs.get("peak_mb"),
-                                      "memory_ratio": r.get("memory_ratio")})
+    measured = []
+    for r in check.doc["sections"].get("latency", {}).get("results", []):
+        measured += [(f"{r['name']} batch={c['batch']} {'amp' if c['amp'] else 'fp32'}", c) for c in r.get("configs", [])]
+    measured += [(r["name"], r) for r in check.doc["sections"].get("train", {}).get("results", []) if "ours" in r]
+    for name, r in measured:
+        theirs = r.get("torchvision") or {}
+        record["results"].append({"name": name, "ours_peak_mb": r["ours"].get("peak_mb"),
+                                  "torchvision_peak_mb": theirs.get("peak_mb"), "memory_ratio": r.get("memory_ratio")})
 
 
 def _torch_requirements() -> set:
