@@ -68,8 +68,9 @@ class BoxCoder:
 
     def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Deltas ``[N, 4]`` taking ``proposals`` ``[N, 4]`` to ``reference_boxes`` ``[N, 4]``."""
+        # On the host: its 0-dim elements reach a CUDA kernel as scalars, with no copy to the device.
         weights = torch.tensor([self.weights[0], self.weights[1], self.weights[2], self.weights[3]],
-                               dtype=reference_boxes.dtype, device=reference_boxes.device)
+                               dtype=reference_boxes.dtype)
         return encode_boxes(reference_boxes, proposals, weights)
 
     def decode(self, rel_codes: Tensor, boxes: List[Tensor]) -> Tensor:

@@ -155,8 +155,11 @@ class RegionProposalNetwork(nn.Module):
                 matched_idxs = self.proposal_matcher(quality)
                 matched = gt_boxes[matched_idxs.clamp(min=0)]
                 labels_per_image = (matched_idxs >= 0).to(dtype=torch.float32)
-                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+                # torch.where, not masked assignment: a mask index syncs with the host
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD,
+                                               torch.zeros_like(labels_per_image), labels_per_image)
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS,
+                                               torch.full_like(labels_per_image, -1.0), labels_per_image)
             labels.append(labels_per_image)
             matched_gt_boxes.append(matched)
         return labels, matched_gt_boxes
