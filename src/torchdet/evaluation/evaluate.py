@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from torchdet import distributed
+from torchdet.amp import float32_outputs, inference_autocast
 from torchdet.data.formats import category_ids
 from torchdet.data.loaders import collate, move_targets
 from torchdet.evaluation.coco_eval import CocoMetrics, evaluate_coco, gt_iou_types, make_coco
@@ -137,7 +138,7 @@ def _loss_mode(model: nn.Module):
 def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, model_categories: Sequence[str],
                    batch_size: int = 2, workers: int = 0, iou_types: Optional[Sequence[str]] = None,
                    with_losses: bool = False, coco_gt: Any = None, show_progress: bool = False,
-                   desc: str = "eval", classes_by_position: bool = False) -> EvalResult:
+                   desc: str = "eval", classes_by_position: bool = False, amp: bool = False) -> EvalResult:
     """Run `model` on every image of `dataset` and score it with COCOeval.
 
     Args:
@@ -151,6 +152,7 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
             the random generators are left as they were).
         coco_gt: the ground truth, when already built (see `dataset_ground_truth`).
         classes_by_position: see `label_to_category_id`'s `by_position`.
+        amp: run the model under autocast (float16 on CUDA, bfloat16 on the CPU).
 
     Under torchrun each process evaluates a share of the images; every process returns the
     same, complete result.
@@ -169,7 +171,9 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for images, targets in progress(loader, total=len(loader), desc=desc, enabled=show_progress):
             images = [img.to(device, non_blocking=True) for img in images]
-            outputs = model(images)
+            with inference_autocast(device, amp):
+                outputs = model(images)
+            outputs = float32_outputs(outputs) if amp else outputs
             if not outputs_kinds and outputs:
                 outputs_kinds = model_iou_types(outputs[0])
             for target, output in zip(targets, outputs):

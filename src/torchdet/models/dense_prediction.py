@@ -103,8 +103,8 @@ def topk_per_column(scores: Tensor, k: int, score_thresh: float) -> Tuple[Tensor
     """
     top_scores, top_rows = scores.t().topk(_topk_count(scores, k), dim=1)  # [C, k']
     columns = torch.arange(scores.shape[1], device=scores.device)[:, None].expand_as(top_rows)
-    keep = top_scores > score_thresh
-    return top_rows[keep], columns[keep], top_scores[keep]
+    keep = torch.nonzero((top_scores > score_thresh).flatten()).squeeze(1)  # one sync for the three gathers
+    return top_rows.flatten()[keep], columns.flatten()[keep], top_scores.flatten()[keep]
 
 
 def as_feature_list(features: Union[Tensor, Dict[str, Tensor]]) -> List[Tensor]:

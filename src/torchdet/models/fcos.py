@@ -287,7 +287,7 @@ class FCOS(OneStageDetector):
             sizes = [level.shape[0] * num_classes for level in anchors_i]
             flat, top_squared = topk_per_level(squared_scores.split(sizes), self.topk_candidates)
             top_scores = torch.sqrt(top_squared)  # sqrt is monotonic: rank first, then take it on k values
-            keep = top_scores > self.score_thresh
+            keep = torch.nonzero(top_scores > self.score_thresh).squeeze(1)  # one sync for both gathers
             flat, top_scores = flat[keep], top_scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes

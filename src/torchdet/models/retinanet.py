@@ -294,7 +294,7 @@ class RetinaNet(OneStageDetector):
             # top-k that pass it).
             flat, top_logits = topk_per_level(logits, self.topk_candidates)
             scores = torch.sigmoid(top_logits)
-            keep = scores > self.score_thresh
+            keep = torch.nonzero(scores > self.score_thresh).squeeze(1)  # one sync for both gathers
             flat, scores = flat[keep], scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes

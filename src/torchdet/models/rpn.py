@@ -13,7 +13,7 @@ from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
-from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
+from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.ops.nms import batched_nms
 
@@ -156,8 +156,11 @@ class RegionProposalNetwork(nn.Module):
                 matched_idxs = self.proposal_matcher(quality)
                 matched = gt_boxes[matched_idxs.clamp(min=0)]
                 labels_per_image = (matched_idxs >= 0).to(dtype=torch.float32)
-                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+                # torch.where, not masked assignment: a mask index syncs with the host
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD,
+                                               torch.zeros_like(labels_per_image), labels_per_image)
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS,
+                                               torch.full_like(labels_per_image, -1.0), labels_per_image)
             labels.append(labels_per_image)
             matched_gt_boxes.append(matched)
         return labels, matched_gt_boxes
@@ -202,9 +205,10 @@ class RegionProposalNetwork(nn.Module):
         final_boxes, final_scores = [], []
         for boxes, scores, lvl, image_shape in zip(proposals, objectness_prob, levels, image_shapes):
             boxes = clip_boxes_to_image(boxes, image_shape)
-            keep = remove_small_boxes(boxes, self.min_size)
-            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-            keep = torch.where(scores >= self.score_thresh)[0]
+            # remove_small_boxes and the score threshold as one mask: one sync instead of two
+            widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            valid = (widths >= self.min_size) & (heights >= self.min_size) & (scores >= self.score_thresh)
+            keep = torch.where(valid)[0]
             boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
             keep = batched_nms(boxes, scores, lvl, self.nms_thresh)[: self.post_nms_top_n()]
             final_boxes.append(boxes[keep])
