@@ -40,7 +40,7 @@ def sliced_recall() -> None:
 
 
 def sliced_speed(builder: str, repeats: int) -> None:
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
 
     model = build_model(builder, {"num_classes": 91}).eval()
     image = torch.rand(3, 2000, 2000)

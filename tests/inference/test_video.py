@@ -165,7 +165,7 @@ def test_cli_slices_video_frames(squares_video, blob_checkpoint, tmp_path):
 def test_cli_runs_a_tiny_torchdet_model_on_a_video(squares_video, tmp_path):
     """A real (untrained) torchdet detector through decode, slicing, tracking, drawing and encoding."""
     from torchdet.cli import main
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
 
     path, _, _ = squares_video
     torch.manual_seed(0)

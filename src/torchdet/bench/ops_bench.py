@@ -1,4 +1,4 @@
-"""A/B timings of the eager fast paths of the core ops against their plain forms (issue 8).
+"""A/B timings of the eager fast paths of the core ops against their plain forms.
 
     PYTHONPATH=src .venv/bin/python -m torchdet.bench.ops_bench [--threads N] [--repeats R] [--quick]
 
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from torchdet.ops.losses import sigmoid_focal_loss
 
-nms_module = importlib.import_module("torchdet.ops.nms")
+nms_module = importlib.import_module("torchdet.ops._nms_numpy")
 roi_align_module = importlib.import_module("torchdet.ops.roi_align")
 
 NMSCall = Tuple[Tensor, Tensor, Tensor, float]
@@ -59,7 +59,7 @@ def captured_nms_calls(builder_name: str) -> List[NMSCall]:
     """
     from torchdet.bench.fill import fill_state_dict
     from torchdet.models import dense_prediction
-    from torchdet.weights.registry import get_model_builder
+    from torchdet.models.registry import get_model_builder
 
     calls: List[NMSCall] = []
     original = dense_prediction.batched_nms_top
