@@ -128,6 +128,9 @@ class GeneralizedRCNN(nn.Module):
         if self.training:
             raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
                                "(in training mode, model(images, targets) returns the losses).")
+        if targets is None:
+            raise ValueError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
+                             "(for the detections alone, call model(images)).")
         image_list = self._validate(images, targets, training=True)
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
         batch, resized_targets = self.transform(image_list, targets)
