@@ -7,7 +7,8 @@ its eval detections also carry, one row per detection:
   RoI / anchor, on the scale of ``scores`` (``scores[i] == scores_all[i, labels[i]]``).
 - ``"features"`` ``[D, F]``: the representation the classifier read for the detection.
 
-Eager only: scripted, traced and exported models return what they always did.
+Eager only: scripted, traced and exported models return what they always did (the extras are
+off while tracing).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Iterable, Iterator, List, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DETECTION_EXTRAS", "check_extras", "captured_outputs", "features_at_anchors", "features_at_points"]
+__all__ = ["DETECTION_EXTRAS", "check_extras", "active_extras", "captured_outputs", "features_at_anchors", "features_at_points"]
 
 DETECTION_EXTRAS = ("scores_all", "features")
 
@@ -32,6 +33,12 @@ def check_extras(extras: Iterable[str]) -> Tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown detection extras {unknown}; choose from {list(DETECTION_EXTRAS)}")
     return chosen
+
+
+def active_extras(extras: Iterable[str]) -> Tuple[str, ...]:
+    """The extras to compute now: ``extras`` (checked), or none while tracing (exports keep their outputs)."""
+    chosen = check_extras(extras)
+    return () if torch.jit.is_tracing() else chosen
 
 
 @contextlib.contextmanager

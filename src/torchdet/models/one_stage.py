@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.models.dense_prediction import as_feature_list, model_outputs
-from torchdet.models.detection_extras import captured_outputs, check_extras, features_at_anchors
+from torchdet.models.detection_extras import active_extras, captured_outputs, features_at_anchors
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou
@@ -107,12 +107,12 @@ class OneStageDetector(nn.Module):
 
         :meth:`head_detections` hands it to ``select_detections``, eagerly only.
         """
-        return anchor_index if check_extras(self.detection_extras) else None
+        return anchor_index if active_extras(self.detection_extras) else None
 
     @torch.jit.unused
     def _run_head(self, features: List[Tensor]) -> Tuple[Dict[str, Tensor], List[Tensor]]:
         """The head's outputs and, when ``features`` are asked for, the tower's output on each level."""
-        tower = self.feature_tower() if "features" in check_extras(self.detection_extras) else None
+        tower = self.feature_tower() if "features" in active_extras(self.detection_extras) else None
         if tower is None:
             return self.head(features), []
         with captured_outputs(tower) as tower_maps:
@@ -124,7 +124,7 @@ class OneStageDetector(nn.Module):
                     anchors: List[Tensor], features: List[Tensor], tower_maps: List[Tensor],
                     image_size: Tuple[int, int]) -> None:
         """Replace each detection's ``anchor_index`` by the asked-for extras."""
-        extras = check_extras(self.detection_extras)
+        extras = active_extras(self.detection_extras)
         for image, detection in enumerate(detections):
             if "anchor_index" not in detection:
                 continue

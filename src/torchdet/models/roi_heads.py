@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from torchdet.models import keypoint_ops, mask_ops  # called through the modules: export swaps a decoder
 from torchdet.models.box_coder import BoxCoder
-from torchdet.models.detection_extras import check_extras
+from torchdet.models.detection_extras import active_extras
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
@@ -363,14 +363,14 @@ class RoIHeads(nn.Module):
         else:
             with_extras = False
             if not torch.jit.is_scripting():
-                with_extras = len(check_extras(self.detection_extras)) > 0
+                with_extras = len(active_extras(self.detection_extras)) > 0
             boxes, scores, det_labels, rows = self._postprocess(class_logits, box_regression, proposals,
                                                                 image_shapes, with_extras)
             for b, s, l in zip(boxes, scores, det_labels):
                 result.append({"boxes": b, "labels": l, "scores": s})
             if not torch.jit.is_scripting():
                 if with_extras:
-                    _add_extras(result, rows, class_logits, box_features, check_extras(self.detection_extras))
+                    _add_extras(result, rows, class_logits, box_features, active_extras(self.detection_extras))
 
         if self.has_mask():
             losses.update(self._mask_branch(features, proposals, image_shapes, targets, labels, matched_idxs, result,
