@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError
 from torchdet.models.detection_extras import check_extras
 from torchdet.models.validation import validate_image_list, validate_inputs
 
@@ -129,7 +130,7 @@ class GeneralizedRCNN(nn.Module):
             raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
                                "(in training mode, model(images, targets) returns the losses).")
         if targets is None:
-            raise ValueError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
+            raise InvalidInputError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
                              "(for the detections alone, call model(images)).")
         image_list = self._validate(images, targets, training=True)
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.models.dense_prediction import as_feature_list, model_outputs
+from torchdet.errors import InvalidInputError
 from torchdet.models.detection_extras import active_extras, captured_outputs, features_at_anchors
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import validate_image_list, validate_inputs
@@ -203,7 +204,7 @@ class OneStageDetector(nn.Module):
             raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
                                "(in training mode, model(images, targets) returns the losses).")
         if targets is None:
-            raise ValueError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
+            raise InvalidInputError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
                              "(for the detections alone, call model(images)).")
         image_list = validate_inputs(images, targets, training=True)
         original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]

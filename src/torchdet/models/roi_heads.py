@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError, InvalidInputTypeError, MissingInputKeyError
 from torchdet.models import keypoint_ops, mask_ops  # called through the modules: export swaps a decoder
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.detection_extras import active_extras
@@ -169,14 +170,15 @@ class RoIHeads(nn.Module):
 
     def check_targets(self, targets: Optional[List[Target]]) -> None:
         if targets is None:
-            raise ValueError("targets are required in training; pass one dict per image with 'boxes' and 'labels'.")
+            raise InvalidInputError(
+                "targets are required in training; pass one dict per image with 'boxes' and 'labels'.")
         required = ["boxes", "labels"]
         if self.has_mask():
             required.append("masks")
         for i, t in enumerate(targets):
             for key in required:
                 if key not in t:
-                    raise ValueError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
+                    raise MissingInputKeyError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
                                      "(and 'masks' for Mask R-CNN).")
 
     def select_training_samples(self, proposals: List[Tensor], targets: Optional[List[Target]],
@@ -339,11 +341,13 @@ class RoIHeads(nn.Module):
         if targets is not None:
             for i, t in enumerate(targets):
                 if not t["boxes"].is_floating_point():
-                    raise TypeError(f"target boxes of image {i} must be floating point; got {t['boxes'].dtype}.")
+                    raise InvalidInputTypeError(
+                        f"target boxes of image {i} must be floating point; got {t['boxes'].dtype}.")
                 if t["labels"].dtype != torch.int64:
-                    raise TypeError(f"target labels of image {i} must be int64; got {t['labels'].dtype}.")
+                    raise InvalidInputTypeError(f"target labels of image {i} must be int64; got {t['labels'].dtype}.")
                 if self.has_keypoint() and "keypoints" in t and t["keypoints"].dtype != torch.float32:
-                    raise TypeError(f"target keypoints of image {i} must be float32; got {t['keypoints'].dtype}.")
+                    raise InvalidInputTypeError(
+                        f"target keypoints of image {i} must be float32; got {t['keypoints'].dtype}.")
 
         labels: Optional[List[Tensor]] = None
         matched_idxs: Optional[List[Tensor]] = None

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
@@ -244,7 +245,7 @@ class RegionProposalNetwork(nn.Module):
         losses: Dict[str, Tensor] = {}
         if self.training:
             if targets is None:
-                raise ValueError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
+                raise InvalidInputError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
             losses = self.losses(objectness, pred_bbox_deltas, anchors, targets)
         return boxes, losses
 
@@ -267,6 +268,14 @@ class RegionProposalNetwork(nn.Module):
         anchors = self.anchor_generator(images, feature_maps)
         num_images = len(anchors)
 
+        expected_per_location = self.anchor_generator.num_anchors_per_location()
+        for level, level_objectness in enumerate(objectness):
+            if level_objectness.shape[1] != expected_per_location[level]:
+                raise InvalidInputError(
+                    f"the RPN head predicts {level_objectness.shape[1]} anchors per location on feature level {level} "
+                    f"but the anchor generator makes {expected_per_location[level]} there; build the head with "
+                    "num_anchors_per_location() of the generator, which must be the same on every level."
+                )
         num_anchors_per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
         objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
         # Proposals are not differentiated through: the box loss acts on the deltas directly.
