@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from torchdet.models.dense_prediction import as_feature_list, model_outputs
 from torchdet.errors import InvalidInputError
+from torchdet.models.dense_prediction import as_feature_list, model_outputs
 from torchdet.models.detection_extras import active_extras, captured_outputs, features_at_anchors
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import validate_image_list, validate_inputs
