@@ -1,10 +1,10 @@
 """Time a validation pass with losses: one eval forward (forward_with_losses) against the former two
 forwards (eval detections, then a training-mode forward for the losses).
 
-    PYTHONPATH=src python scripts/measure_validation_losses.py [--images 32] [--repeats 3]
+    PYTHONPATH=src python scripts/measure_validation_losses.py [--images 32] [--repeats 3] [--models ...]
 
-Generates the shapes dataset (128 px) in a temporary folder, builds the tiny Faster R-CNN and FCOS
-(random weights, seeded), and prints the best-of-``repeats`` wall time of ``evaluate_model`` for
+Generates the shapes dataset (128 px) in a temporary folder, builds each model (random weights,
+seeded; default the tiny Faster R-CNN and FCOS at 128 px), and prints the best-of-``repeats`` wall time of ``evaluate_model`` for
 detections only, losses the old way and losses the new way, with the mean losses of each.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 from torchdet.data.formats import open_dataset
 from torchdet.data.synthetic import make_shapes_dataset
 from torchdet.evaluation.evaluate import evaluate_model
-from torchdet.models.tiny import fasterrcnn_tiny, fcos_tiny
+from torchdet.models import get_model
 
 
 class TwoForwards(nn.Module):
@@ -49,22 +49,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["fasterrcnn_tiny", "fcos_tiny"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         files = make_shapes_dataset(tmp, {"val": args.images}, image_size=128, seed=0)
         dataset = open_dataset("coco", str(files["val"]), role="val")
         names = list(dataset.categories)
-        for builder in (fasterrcnn_tiny, fcos_tiny):
+        for name in args.models:
             torch.manual_seed(0)
-            model = builder(num_classes=len(names), min_size=128, max_size=128).eval()
+            sizes = {"min_size": 128, "max_size": 128} if name.endswith("_tiny") else {}
+            model = get_model(name, weights=None, weights_backbone=None, num_classes=len(names), **sizes).eval()
             plain, _ = _time(model, dataset, names, False, args.repeats)
             old, old_losses = _time(TwoForwards(model), dataset, names, True, args.repeats)
             new, new_losses = _time(model, dataset, names, True, args.repeats)
-            print(f"{builder.__name__}: {args.images} images, 128 px, batch 8, 1 thread, best of {args.repeats}")
+            print(f"{name}: {args.images} images of 128 px, batch 8, 1 thread, best of {args.repeats}")
             print(f"  detections only            {plain:6.2f} s")
             print(f"  + losses, two forwards     {old:6.2f} s  {_fmt(old_losses)}")
-            print(f"  + losses, forward_with_losses {new:6.2f} s  {_fmt(new_losses)}")
+            print(f"  + losses, one forward      {new:6.2f} s  {_fmt(new_losses)}")
 
 
 def _fmt(losses: Dict[str, float]) -> str:

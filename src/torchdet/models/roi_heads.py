@@ -234,14 +234,15 @@ class RoIHeads(nn.Module):
         all_scores: List[Tensor] = []
         all_labels: List[Tensor] = []
         all_rows: List[Tensor] = []
+        no_rows = torch.empty(0, dtype=torch.int64, device=device)
         offset = 0
         for boxes, scores, image_shape in zip(pred_boxes.split(boxes_per_image, 0),
                                               pred_scores.split(boxes_per_image, 0), image_shapes):
-            rows = torch.empty(0, dtype=torch.int64, device=device)
+            rows = no_rows
             if track_rows:  # each (RoI, class) candidate's row in class_logits
                 rows = (torch.arange(scores.shape[0], device=device) + offset)[:, None].expand_as(scores)[:, 1:]
                 rows = rows.reshape(-1)
-            offset += scores.shape[0]
+                offset += scores.shape[0]
             boxes = clip_boxes_to_image(boxes, image_shape)
             labels = torch.arange(num_classes, device=device).view(1, -1).expand_as(scores)
             # Column 0 is background.
@@ -365,16 +366,16 @@ class RoIHeads(nn.Module):
             loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:
-            with_extras = False
+            extras: List[str] = []
             if not torch.jit.is_scripting():
-                with_extras = len(active_extras(self.detection_extras)) > 0
+                extras = list(active_extras(self.detection_extras))
             boxes, scores, det_labels, rows = self._postprocess(class_logits, box_regression, proposals,
-                                                                image_shapes, with_extras)
+                                                                image_shapes, len(extras) > 0)
             for b, s, l in zip(boxes, scores, det_labels):
                 result.append({"boxes": b, "labels": l, "scores": s})
             if not torch.jit.is_scripting():
-                if with_extras:
-                    _add_extras(result, rows, class_logits, box_features, active_extras(self.detection_extras))
+                if extras:
+                    _add_extras(result, rows, class_logits, box_features, extras)
 
         if self.has_mask():
             losses.update(self._mask_branch(features, proposals, image_shapes, targets, labels, matched_idxs, result,
@@ -411,9 +412,11 @@ class RoIHeads(nn.Module):
 
 
 def _add_extras(result: List[Dict[str, Tensor]], rows: List[Tensor], class_logits: Tensor, box_features: Tensor,
-                extras: Tuple[str, ...]) -> None:
-    """Put each detection's softmax row (``scores_all``) and box-head representation (``features``) in ``result``."""
-    probabilities = F.softmax(class_logits, -1) if "scores_all" in extras else class_logits  # [R, K]
+                extras: List[str]) -> None:
+    """Give each image's detections, at their ``[D]`` rows of the ``[R, K]`` logits and ``[R, F]`` box-head
+    features, the softmax row (``scores_all``) and the representation (``features``) asked for."""
+    # The whole softmax, as postprocess_detections takes it, so that scores_all holds the scores bit for bit.
+    probabilities = F.softmax(class_logits, -1)
     for detections, rows_i in zip(result, rows):
         if "scores_all" in extras:
             detections["scores_all"] = probabilities[rows_i]

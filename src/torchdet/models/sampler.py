@@ -1,5 +1,6 @@
 """BalancedPositiveNegativeSampler: pick a fixed-size, positive-capped training sample per image."""
-from __future__ import annotations
+# No `from __future__ import annotations` here: TorchScript converts a sampler held by a module only
+# when its annotations are real types (a string `Optional[torch.Generator]` makes the conversion fail).
 
 from typing import List, Optional, Tuple
 
