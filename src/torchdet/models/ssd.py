@@ -259,8 +259,9 @@ class SSD(OneStageDetector):
         """``features`` ``[D, sum_l C_l]``: the head's input (every backbone map, ``C_l`` channels on level
         ``l``) at the cell holding the detection's default-box centre, the levels concatenated in order.
 
-        The levels differ in width (SSD300: 512, 1024, 512, 256, 256, 256 -> 2816), so one level's
-        vector would not give every detection the same layout; every level's at the same point does.
+        The levels differ in width (SSD300: 512, 1024, 512, 256, 256, 256 -> 2816; SSDlite320:
+        672, 480, 512, 256, 256, 128 -> 2304), so one level's vector would not give every detection
+        the same layout; every level's at the same point does.
         """
         boxes = anchors[anchor_index]  # [D, 4]
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
