@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from _tiny_detectors import BUILDERS, RCNN, images, targets
+from _tiny_detectors import BUILDERS, NUM_CLASSES, RCNN, images, targets
 from torchdet.models.generalized_rcnn import EVAL_LOSS_SEED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,3 +127,44 @@ def test_plain_eval_contract_unchanged() -> None:
     assert isinstance(out, list) and sorted(out[0]) == ["boxes", "labels", "scores"]
     model.train()
     assert isinstance(model(images(), targets()), dict)
+
+
+ZOO = ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+       "fasterrcnn_mobilenet_v3_large_320_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2",
+       "keypointrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn",
+       "ssd300_vgg16", "ssdlite320_mobilenet_v3_large"]
+CHEAP_ZOO = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def _zoo_targets(num_keypoints: int = 17) -> List[Dict[str, Tensor]]:
+    out = []
+    for t in targets():
+        keypoints = t["boxes"][:, None, :2] + torch.rand(len(t["boxes"]), num_keypoints, 2) * 20
+        out.append(dict(t, keypoints=torch.cat([keypoints, torch.ones(len(t["boxes"]), num_keypoints, 1)], 2)))
+    return out
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == CHEAP_ZOO else pytest.mark.slow) for n in ZOO])
+def test_every_zoo_builder(name: str) -> None:
+    """Each of the twelve builders (random weights, small images): plain-eval detections, finite
+    training-step losses, and scores_all holding each detection's score at its label."""
+    import torchdet.models as models
+
+    torch.manual_seed(0)
+    kwargs = dict(weights=None, weights_backbone=None, num_classes=NUM_CLASSES)
+    if not name.startswith("ssd"):
+        kwargs.update(min_size=96, max_size=128)
+    model = getattr(models, name)(**kwargs).eval()
+    with torch.no_grad():
+        plain = model(images())
+        losses, detections = model.forward_with_losses(images(), _zoo_targets())
+        model.detection_extras = ("scores_all", "features")
+        extended = model(images())
+    _assert_same_detections(plain, detections)
+    assert all(math.isfinite(float(v)) for v in losses.values()), losses
+    for p, e in zip(plain, extended):
+        for key in p:
+            assert torch.equal(p[key], e[key]), key
+        at_label = e["scores_all"].gather(1, e["labels"][:, None])[:, 0]
+        torch.testing.assert_close(at_label, e["scores"], rtol=0, atol=1e-7)
+        assert e["features"].shape[0] == len(e["boxes"])
