@@ -92,7 +92,7 @@ def concat_box_prediction_layers(box_cls: List[Tensor], box_regression: List[Ten
 
 
 def _traced_min(size: int, bound: int) -> int:
-    """``min(size, bound)`` for a traced ``size`` (a 0-dim tensor while tracing), recorded in the graph."""
+    """``min(size, bound)``, recorded in the graph when ``size`` is traced (a 0-dim tensor while tracing)."""
     if torch.jit.is_scripting():
         return min(size, bound)
     return _clamp_traced(size, bound)
@@ -168,10 +168,7 @@ class RegionProposalNetwork(nn.Module):
         offset = 0
         for level_scores in objectness.split(num_anchors_per_level, 1):
             num_anchors = level_scores.shape[1]
-            if torch.jit.is_tracing():  # the level's size is a traced value: keep the min in the graph
-                k = _traced_min(num_anchors, self.pre_nms_top_n())
-            else:
-                k = min(self.pre_nms_top_n(), num_anchors)
+            k = _traced_min(num_anchors, self.pre_nms_top_n())  # a trace keeps the level's size in the graph
             _, idx = level_scores.topk(k, dim=1)
             top_n.append(idx + offset)
             offset += num_anchors
