@@ -97,7 +97,7 @@ def test_one_extra_alone_and_bad_names() -> None:
     only = _run(model, ("scores_all",))
     assert "scores_all" in only[0] and "features" not in only[0]
     with pytest.raises(ValueError, match="choose from"):
-        _run(model, ("logits",))
+        model.detection_extras = ("logits",)
     rcnn = BUILDERS["faster_rcnn"]()
     with pytest.raises(ValueError, match="choose from"):
         rcnn.detection_extras = ("scores",)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from torchdet.errors import InvalidInputError
 from torchdet.models.dense_prediction import as_feature_list, model_outputs
-from torchdet.models.detection_extras import active_extras, captured_outputs, features_at_anchors
+from torchdet.models.detection_extras import active_extras, captured_outputs, check_extras, features_at_anchors
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou
@@ -61,7 +61,17 @@ class OneStageDetector(nn.Module):
     :meth:`head_detections` then keeps each detection's ``anchor_index`` for them.
     """
 
-    detection_extras = ()  # names from torchdet.models.detection_extras.DETECTION_EXTRAS
+    __jit_unused_properties__ = ["detection_extras"]
+
+    @property
+    def detection_extras(self) -> Tuple[str, ...]:
+        """What eval detections carry besides boxes, labels and scores: ``()`` (default) or some of
+        ``("scores_all", "features")`` (checked when set). Eager only."""
+        return self.__dict__.get("_detection_extras", ())
+
+    @detection_extras.setter
+    def detection_extras(self, extras: Tuple[str, ...]) -> None:
+        self._detection_extras = check_extras(extras)
 
     def head_losses(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
                     anchors: List[Tensor], features: List[Tensor]) -> Dict[str, Tensor]:
