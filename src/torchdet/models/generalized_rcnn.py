@@ -116,11 +116,14 @@ class GeneralizedRCNN(nn.Module):
                             ) -> Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]]:
         """The training losses and the detections of one eval-mode pass (the model must be in eval mode).
 
-        The detections are exactly ``model(images)``'s. Transform, backbone and RPN run once; the RPN
-        losses score its anchors; the RoI heads detect from the eval proposals and take their losses
-        on a training-style sample of those proposals plus the ground-truth boxes. Anchors and
-        proposals are sampled with a generator of fixed seed (``EVAL_LOSS_SEED``), so two calls on
-        the same inputs agree and the global random state is untouched. Gradients flow when enabled.
+        The detections are exactly ``model(images)``'s; transform, backbone and RPN run once. The
+        losses are a training step's definitions; they differ from one on the same batch in that
+        normalisation layers use (and keep) their running statistics, the images are resized as
+        in eval (``min_size[-1]``, not a random choice), the RoI heads' losses are taken on a
+        training-style sample (``batch_size_per_image``, ``positive_fraction``) of the *eval*
+        proposals (``rpn_*_nms_top_n_test``) plus the ground-truth boxes, and the RPN's anchor
+        sample and that RoI sample are drawn from a fresh generator seeded with ``EVAL_LOSS_SEED``
+        (so two calls agree and the global random state is untouched). Gradients flow when enabled.
 
         Returns:
             ``(losses, detections)``: the loss dict of a training step, and one dict per image as

@@ -203,8 +203,10 @@ class OneStageDetector(nn.Module):
         """The training losses and the detections of one eval-mode pass (the model must be in eval mode).
 
         The detections are exactly ``model(images)``'s; the losses are :meth:`head_losses` on the same
-        head outputs (one-stage losses sample nothing at random: every anchor is matched, and SSD's
-        hard negatives are chosen by loss). Gradients flow when enabled.
+        head outputs. One-stage losses sample nothing at random (every anchor is matched; SSD's hard
+        negatives are chosen by loss), so they differ from a training step's on the same batch only
+        in that normalisation layers use (and keep) their running statistics and the images are
+        resized as in eval. Gradients flow when enabled.
 
         Returns:
             ``(losses, detections)``: the loss dict of a training step, and one dict per image as
