@@ -300,7 +300,11 @@ class RetinaNet(OneStageDetector):
             labels = flat % num_classes
             boxes = self.box_coder.decode_single(deltas[anchor_idxs], torch.cat(anchors_i)[anchor_idxs])
             boxes = clip_boxes_to_image(boxes, image_shape)
-            detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img))
+            tracked: Optional[Tensor] = None
+            if not torch.jit.is_scripting():
+                tracked = self.tracked_anchors(anchor_idxs)
+            detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img,
+                                                tracked))
         return detections
 
 
