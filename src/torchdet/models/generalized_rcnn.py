@@ -8,9 +8,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from torchdet.errors import InvalidInputError
 from torchdet.models.detection_extras import check_extras
-from torchdet.models.validation import validate_image_list, validate_inputs
+from torchdet.models.validation import require_eval_with_targets, validate_image_list, validate_inputs
 
 # The seed of the fixed generator that samples anchors and proposals for losses computed in eval.
 EVAL_LOSS_SEED = 0
@@ -129,12 +128,7 @@ class GeneralizedRCNN(nn.Module):
             ``(losses, detections)``: the loss dict of a training step, and one dict per image as
             ``forward`` returns in eval.
         """
-        if self.training:
-            raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
-                               "(in training mode, model(images, targets) returns the losses).")
-        if targets is None:
-            raise InvalidInputError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
-                             "(for the detections alone, call model(images)).")
+        require_eval_with_targets(self.training, targets)
         image_list = self._validate(images, targets, training=True)
         original_image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
         batch, resized_targets = self.transform(image_list, targets)

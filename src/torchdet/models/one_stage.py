@@ -14,11 +14,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from torchdet.errors import InvalidInputError
 from torchdet.models.dense_prediction import as_feature_list, model_outputs
 from torchdet.models.detection_extras import active_extras, captured_outputs, check_extras, features_at_anchors
 from torchdet.models.transform import GeneralizedRCNNTransform
-from torchdet.models.validation import validate_image_list, validate_inputs
+from torchdet.models.validation import require_eval_with_targets, validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou
 from torchdet.weights.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -212,12 +211,7 @@ class OneStageDetector(nn.Module):
             ``(losses, detections)``: the loss dict of a training step, and one dict per image as
             ``forward`` returns in eval.
         """
-        if self.training:
-            raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
-                               "(in training mode, model(images, targets) returns the losses).")
-        if targets is None:
-            raise InvalidInputError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
-                             "(for the detections alone, call model(images)).")
+        require_eval_with_targets(self.training, targets)
         image_list = validate_inputs(images, targets, training=True)
         original_image_sizes = [(img.shape[-2], img.shape[-1]) for img in image_list]
         batch, resized_targets = self.transform(image_list, targets)
