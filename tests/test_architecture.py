@@ -16,7 +16,7 @@ PACKAGE = SRC / "torchdet"
 # Lowest first. A unit is a subpackage or a top-level module of torchdet ("torchdet" is the root
 # __init__); it may import the units of its own layer and of the layers below.
 LAYERS: List[Tuple[str, Set[str]]] = [
-    ("base", {"torchdet", "errors", "atomic", "runtime", "distributed", "progress", "checkpoint"}),
+    ("base", {"torchdet", "errors", "atomic", "runtime", "distributed", "progress", "checkpoint", "amp"}),
     ("ops", {"ops"}),
     ("weights", {"weights"}),
     ("backbones", {"backbones"}),

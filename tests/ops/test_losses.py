@@ -154,3 +154,35 @@ def test_focal_loss_gradcheck_and_soft_target_gradients() -> None:
     soft = targets.clone().requires_grad_()  # targets that need a gradient take the plain formula
     sigmoid_focal_loss(logits, soft, reduction="sum").backward()
     assert soft.grad is not None and torch.isfinite(soft.grad).all()
+
+
+def _scaled_fp16_grad(logits: torch.Tensor, targets: torch.Tensor, num_foreground: int, scale: float) -> torch.Tensor:
+    """The focal loss's input gradient as mixed precision delivers it: float16 logits, the loss
+    normalised as RetinaNet's (sum / foreground count) and scaled as a GradScaler's."""
+    x = logits.half().requires_grad_()
+    loss = sigmoid_focal_loss(x, targets.half(), reduction="sum") / num_foreground
+    (loss * scale).backward()
+    return x.grad.float() / scale
+
+
+def test_focal_loss_gradient_of_easy_negatives_survives_float16() -> None:
+    # Logits near -7 on negatives: p ~ 1e-3, the gradient ~ 1e-9 per element, below float16's
+    # smallest subnormal (6e-8) unless it is computed in float32 and scaled before the cast.
+    g = torch.Generator().manual_seed(0)
+    logits = (-7.0 + 0.5 * torch.randn(4096, generator=g)).half().float()
+    targets = torch.zeros(4096)
+    reference = logits.clone().requires_grad_()
+    (sigmoid_focal_loss(reference, targets, reduction="sum") / 10).backward()
+    grad = _scaled_fp16_grad(logits, targets, num_foreground=10, scale=2.0**16)
+    # Computed in float16 (before the scaler scales it) every one of these gradients flushes.
+    assert (grad == 0).float().mean() < 0.05
+    step = 2.0**-24 / 2.0**16  # float16's smallest subnormal, unscaled
+    torch.testing.assert_close(grad, reference.grad, rtol=0.01, atol=step)
+
+
+def test_focal_loss_upcasts_reduced_precision_inputs() -> None:
+    logits, targets = torch.randn(8, 3), (torch.rand(8, 3) > 0.5).float()
+    for dtype in (torch.float16, torch.bfloat16):
+        loss = sigmoid_focal_loss(logits.to(dtype), targets.to(dtype), reduction="sum")
+        assert loss.dtype == torch.float32
+        torch.testing.assert_close(loss, sigmoid_focal_loss(logits.to(dtype).float(), targets, reduction="sum"))

@@ -25,7 +25,7 @@ import torch
 from torchdet.bench.baseline import Baseline, resolve_baseline, torchvision_builder
 from torchdet.bench.flops import count_call_flops
 from torchdet.bench.latency import _opt, benchmark_image, flop_rate, load_builder, reference_conv_ms
-from torchdet.models.registry import get_model_record
+from torchdet.models.registry import outputs_of
 
 TRAIN_BUILDERS = ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large"]
 NUM_BOXES = 3
@@ -80,9 +80,9 @@ def random_targets(num_images: int, height: int, width: int, num_boxes: int = NU
     return targets
 
 
-def _target_kinds(name: str, model: torch.nn.Module) -> Tuple[bool, int]:
-    """(needs masks, number of keypoints) for the training targets of builder ``name``'s ``model``."""
-    outputs = get_model_record(name).outputs
+def target_kinds(model: torch.nn.Module) -> Tuple[bool, int]:
+    """(needs masks, number of keypoints) for the training targets of a registered builder's ``model``."""
+    outputs = outputs_of(model)
     keypoints = int(model.roi_heads.keypoint_predictor.out_channels) if "keypoints" in outputs else 0
     return "masks" in outputs, keypoints
 
@@ -102,7 +102,7 @@ def train_setup(name: str, num_images: int = 2, height: int = 480, width: int = 
     torch.manual_seed(seed)
     model = (builder or load_builder(name))(weights=None, weights_backbone=None)
     model.train()
-    masks, keypoints = _target_kinds(name, model)
+    masks, keypoints = target_kinds(model)
     images = [benchmark_image(height, width, seed=i) for i in range(num_images)]
     targets = random_targets(num_images, height, width, masks=masks, num_keypoints=keypoints, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -33,6 +33,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        from torchdet.bench.device import run_device_benchmark
+
+        run_device_benchmark(args.builders or ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn"],
+                             torch.device(args.device), repeats=args.repeats, tf32=False if args.no_tf32 else None,
+                             height=args.height, width=args.width)
+        return 0
     tuned = False
     if args.tune_allocator:
         from torchdet.runtime import tune_cpu_allocator
@@ -114,6 +121,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per builder (median reported)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (the tables below), or cuda: synchronised eval at batch 1 and 8 (fp32, AMP), "
+                             "an AMP training step and peak memory, beside torchvision when importable")
+    parser.add_argument("--no-tf32", action="store_true", help="TF32 off on CUDA (parity runs)")
     parser.add_argument("--json", type=Path, help="also write every section's results to this JSON file")
     parser.add_argument("--baseline", metavar="PATH|live|none",
                         help="torchvision's figures: 'live' (time torchvision's builders here, on the same inputs "

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
                  workers=args.workers, device=args.device, iou_types=args.iou_types,
                  skip_bad_images=args.skip_bad_images, confusion_iou=args.confusion_iou,
                  confusion_score=args.confusion_score, classes_by_position=args.match_classes_by_position,
+                 amp=args.amp,
                  overrides=model_kwargs(args.model_arg, min_size=args.min_size, max_size=args.max_size))
     return 0
 
@@ -55,4 +56,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_workers(parser, default=2)
     add_device(parser)
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: autocast to float16 on CUDA, bfloat16 on the CPU")
     parser.set_defaults(func=run)

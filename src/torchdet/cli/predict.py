@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     result = api.predict(args.weights, args.sources, out=args.out, model=args.model, num_classes=args.num_classes,
                          score_thresh=args.score_thresh, batch_size=args.batch_size, workers=args.workers,
                          device=args.device, skip_bad_images=args.skip_bad_images, draw=not args.no_pictures,
-                         picture_scale=args.picture_scale,
+                         picture_scale=args.picture_scale, amp=args.amp,
                          overrides=model_kwargs(args.model_arg, min_size=args.min_size, max_size=args.max_size),
                          slicing=slicing)
     return 0 if result.images else 1
@@ -103,4 +103,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_workers(parser, default=0)
     add_device(parser)
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: autocast to float16 on CUDA, bfloat16 on the CPU")
     parser.set_defaults(func=run)

@@ -25,11 +25,12 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
              split: Optional[str] = None, batch_size: int = 2, workers: int = 0, device: Optional[str] = None,
              iou_types: Optional[Sequence[str]] = None, skip_bad_images: bool = False,
              overrides: Optional[Dict[str, Any]] = None, confusion_iou: float = 0.5, confusion_score: float = 0.5,
-             classes_by_position: bool = False, log: Log = echo) -> EvalResult:
+             classes_by_position: bool = False, amp: bool = False, log: Log = echo) -> EvalResult:
     """Score `weights` on a dataset; print the metrics and per-class AP; with `out` write
     `metrics.json`, `per_class.json` and `detections.json` (COCO results, the dataset's ids), the
     confusion matrix at (`confusion_iou`, `confusion_score`) and the per-class precision-recall
-    curves, each as JSON and PNG. `classes_by_position`: see `evaluate.label_to_category_id`."""
+    curves, each as JSON and PNG. `classes_by_position`: see `evaluate.label_to_category_id`; `amp`: run
+    the model under autocast (float16 on CUDA, bfloat16 on the CPU)."""
     dev = distributed.resolve_device(device)
     net, spec, _ = load_inference_model(weights, model_name=model, num_classes=num_classes,
                                         overrides=overrides, device=dev)
@@ -41,7 +42,7 @@ def evaluate(weights: str, data: str, *, out: Optional[str] = None, model: Optio
         log(f"skipped {len(dataset.skipped_images)} unreadable image(s), e.g. {dataset.skipped_images[0][0]}")
     result = evaluate_model(net, dataset, device=dev, model_categories=spec.categories, batch_size=batch_size,
                             workers=workers, iou_types=iou_types, show_progress=bars_enabled(),
-                            classes_by_position=classes_by_position)
+                            classes_by_position=classes_by_position, amp=amp)
     log(f"evaluated {weights} on {result.num_images} images of {data}: {len(result.detections)} detections")
     log(format_metrics(result.coco))
     if out is not None:

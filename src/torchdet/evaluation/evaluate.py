@@ -10,13 +10,14 @@ import contextlib
 import io
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from torchdet import distributed
+from torchdet.amp import float32_outputs, inference_autocast
 from torchdet.data.formats import category_ids
 from torchdet.data.loaders import collate, move_targets
 from torchdet.evaluation.coco_eval import CocoMetrics, evaluate_coco, gt_iou_types, make_coco
@@ -133,11 +134,25 @@ def _loss_mode(model: nn.Module):
         model.train(was_training)
 
 
+def _losses_and_detections(model: nn.Module, images: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]
+                           ) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, torch.Tensor]]]:
+    """The validation losses and the eval detections of one batch: one eval-mode forward where the
+    model has ``forward_with_losses`` (every torchdet detector), two forwards otherwise."""
+    forward_with_losses = getattr(model, "forward_with_losses", None)
+    if callable(forward_with_losses):
+        return forward_with_losses(images, targets)
+    detections = model(images)
+    with _loss_mode(model):
+        losses = model(images, targets)
+    model.eval()
+    return losses, detections
+
+
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, model_categories: Sequence[str],
                    batch_size: int = 2, workers: int = 0, iou_types: Optional[Sequence[str]] = None,
                    with_losses: bool = False, coco_gt: Any = None, show_progress: bool = False,
-                   desc: str = "eval", classes_by_position: bool = False) -> EvalResult:
+                   desc: str = "eval", classes_by_position: bool = False, amp: bool = False) -> EvalResult:
     """Run `model` on every image of `dataset` and score it with COCOeval.
 
     Args:
@@ -147,10 +162,13 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
         model_categories: the model's class names by label (see `label_to_category_id`).
         iou_types: subset of bbox/segm/keypoints; default: what both the model's outputs and
             the ground truth have.
-        with_losses: also compute the validation losses (training-mode forward, no update;
-            the random generators are left as they were).
+        with_losses: also compute the validation losses, from the same eval-mode forward as the
+            detections (the model's ``forward_with_losses``; a model without it gets a second,
+            training-mode forward with its normalisation layers in eval). The random generators
+            are left as they were.
         coco_gt: the ground truth, when already built (see `dataset_ground_truth`).
         classes_by_position: see `label_to_category_id`'s `by_position`.
+        amp: run the model under autocast (float16 on CUDA, bfloat16 on the CPU).
 
     Under torchrun each process evaluates a share of the images; every process returns the
     same, complete result.
@@ -169,7 +187,15 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for images, targets in progress(loader, total=len(loader), desc=desc, enabled=show_progress):
             images = [img.to(device, non_blocking=True) for img in images]
-            outputs = model(images)
+            with inference_autocast(device, amp):
+                if with_losses:
+                    losses, outputs = _losses_and_detections(model, images, move_targets(targets, device))
+                    for k, v in losses.items():
+                        loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
+                    loss_batches += 1
+                else:
+                    outputs = model(images)
+            outputs = float32_outputs(outputs) if amp else outputs
             if not outputs_kinds and outputs:
                 outputs_kinds = model_iou_types(outputs[0])
             for target, output in zip(targets, outputs):
@@ -181,13 +207,6 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device, mode
                     kept = {k: v[keep.to(v.device)] for k, v in kept.items()}
                 results.extend(to_coco_results(image_id, kept, _as_list(label_map), iou_types or
                                                ("bbox", "segm", "keypoints")))
-            if with_losses:
-                with _loss_mode(model):
-                    losses = model(images, move_targets(targets, device))
-                model.eval()
-                for k, v in losses.items():
-                    loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
-                loss_batches += 1
     gathered = distributed.all_gather_objects((results, seen_ids, outputs_kinds))
     all_results = [r for part in gathered for r in part[0]]
     all_ids = sorted({i for part in gathered for i in part[1]})

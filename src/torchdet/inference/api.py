@@ -23,10 +23,11 @@ def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[s
             num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
             device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
             picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo,
-            slicing: Optional[Dict[str, Any]] = None) -> PredictResult:
+            slicing: Optional[Dict[str, Any]] = None, amp: bool = False) -> PredictResult:
     """Detect objects in image files; write `out/predictions.json` and the annotated pictures.
 
-    `slicing`: predict tile by tile, with these `torchdet.inference.slicing.SlicedPredictor` options."""
+    `slicing`: predict tile by tile, with these `torchdet.inference.slicing.SlicedPredictor` options;
+    `amp`: run the model under autocast (float16 on CUDA, bfloat16 on the CPU)."""
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")
     dev = distributed.resolve_device(device)
@@ -45,7 +46,8 @@ def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[s
     result = predict_images(net, paths, device=dev, categories=spec.categories, category_ids=spec.category_ids,
                             score_thresh=score_thresh, batch_size=batch_size, workers=workers,
                             out_dir=out_dir if draw else None, skip_bad_images=skip_bad_images,
-                            keypoint_skeleton=skeleton, picture_scale=picture_scale, show_progress=bars_enabled())
+                            keypoint_skeleton=skeleton, picture_scale=picture_scale, show_progress=bars_enabled(),
+                            amp=amp)
     write_json(out_dir / "predictions.json", result.predictions)
     if result.skipped:
         log(f"skipped {len(result.skipped)} unreadable image(s), e.g. {result.skipped[0][0]}")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from torchdet.amp import float32_outputs, inference_autocast
 from torchdet.data.image_io import IMAGE_SUFFIXES, read_image
 from torchdet.inference.coco_results import to_coco_results
 from torchdet.progress import progress
@@ -113,7 +114,7 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
                    category_ids: Optional[Sequence[int]] = None, score_thresh: float = 0.5,
                    batch_size: int = 4, workers: int = 0, out_dir: Optional[Path] = None,
                    skip_bad_images: bool = False, keypoint_skeleton: Optional[Sequence[Tuple[int, int]]] = None,
-                   picture_scale: float = 1.0, show_progress: bool = False) -> PredictResult:
+                   picture_scale: float = 1.0, show_progress: bool = False, amp: bool = False) -> PredictResult:
     """Run `model` over the image files `paths`.
 
     Args:
@@ -126,6 +127,7 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
         skip_bad_images: skip (and count) unreadable images instead of raising.
         keypoint_skeleton: 0-based keypoint index pairs to draw as lines.
         picture_scale: enlarge the pictures by this factor (small images get readable captions).
+        amp: run the model under autocast (float16 on CUDA, bfloat16 on the CPU).
 
     Images get ids 1..N in `paths` order (`images` lists id, file_name and size).
     """
@@ -148,7 +150,9 @@ def predict_images(model: nn.Module, paths: Sequence[Path], *, device: torch.dev
             good.append((idx, item))
         if not good:
             continue
-        outputs = model([img.to(device) for _, img in good])
+        with inference_autocast(device, amp):
+            outputs = model([img.to(device) for _, img in good])
+        outputs = float32_outputs(outputs) if amp else outputs
         for (idx, image), output in zip(good, outputs):
             keep = output["scores"] >= score_thresh
             output = {k: v[keep].cpu() for k, v in output.items()}

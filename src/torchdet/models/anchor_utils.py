@@ -8,6 +8,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
+from torchdet.amp import autocast_active
 from torchdet.errors import InvalidInputError
 from torchdet.models.image_list import ImageList
 
@@ -43,6 +44,14 @@ def shifted_anchors(base_anchors: Tensor, grid_size: List[int], stride: List[Ten
     shift_y = shift_y.reshape(-1)
     shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)  # [H*W, 4]
     return (shifts.view(-1, 1, 4) + base_anchors.view(1, -1, 4)).reshape(-1, 4)
+
+
+@torch.jit.unused
+def _anchor_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """float32 for the anchors inside autocast (bfloat16 holds integers exactly only up to 256)."""
+    if dtype in (torch.float16, torch.bfloat16) and autocast_active(device.type):
+        return torch.float32
+    return dtype
 
 
 class AnchorGenerator(nn.Module):
@@ -100,6 +109,8 @@ class AnchorGenerator(nn.Module):
         grid_sizes = [[fm.shape[-2], fm.shape[-1]] for fm in feature_maps]
         image_size = image_list.tensors.shape[-2:]  # traced values while tracing: strides stay dynamic
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
+        if not torch.jit.is_scripting():
+            dtype = _anchor_dtype(dtype, device)
         strides = [
             [torch.empty((), dtype=torch.int64, device=device).fill_(image_size[0] // g[0]),
              torch.empty((), dtype=torch.int64, device=device).fill_(image_size[1] // g[1])]

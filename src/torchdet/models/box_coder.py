@@ -8,6 +8,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from torchdet.amp import autocast_active
+
 
 def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: Tensor) -> Tensor:
     """Deltas ``(dx, dy, dw, dh)`` taking each proposal to its reference box. ``[N, 4]``.
@@ -66,8 +68,9 @@ class BoxCoder:
 
     def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Deltas ``[N, 4]`` taking ``proposals`` ``[N, 4]`` to ``reference_boxes`` ``[N, 4]``."""
+        # On the host: its 0-dim elements reach a CUDA kernel as scalars, with no copy to the device.
         weights = torch.tensor([self.weights[0], self.weights[1], self.weights[2], self.weights[3]],
-                               dtype=reference_boxes.dtype, device=reference_boxes.device)
+                               dtype=reference_boxes.dtype)
         return encode_boxes(reference_boxes, proposals, weights)
 
     def decode(self, rel_codes: Tensor, boxes: List[Tensor]) -> Tensor:
@@ -91,6 +94,8 @@ class BoxCoder:
 
     def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
         """Apply ``[N, K*4]`` deltas to ``[N, 4]`` reference boxes -> ``[N, K*4]`` xyxy boxes."""
+        if not torch.jit.is_scripting():
+            rel_codes = _float32_under_autocast(rel_codes)
         boxes = boxes.to(rel_codes.dtype)
         widths = boxes[:, 2] - boxes[:, 0]
         heights = boxes[:, 3] - boxes[:, 1]
@@ -108,10 +113,19 @@ class BoxCoder:
         pred_w = torch.exp(dw) * widths[:, None]
         pred_h = torch.exp(dh) * heights[:, None]
 
-        half_h = torch.tensor(0.5, dtype=pred_ctr_y.dtype, device=pred_h.device) * pred_h
-        half_w = torch.tensor(0.5, dtype=pred_ctr_x.dtype, device=pred_w.device) * pred_w
+        half = torch.tensor(0.5, dtype=pred_ctr_y.dtype)  # a host scalar: no copy to the device
+        half_h = half * pred_h
+        half_w = half * pred_w
         pred = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)
         return pred.flatten(1)
+
+
+@torch.jit.unused
+def _float32_under_autocast(rel_codes: Tensor) -> Tensor:
+    """Deltas as float32 inside autocast: decoded in bfloat16, a 1000-pixel box would move by 4 pixels."""
+    if rel_codes.dtype in (torch.float16, torch.bfloat16) and autocast_active(rel_codes.device.type):
+        return rel_codes.float()
+    return rel_codes
 
 
 class BoxLinearCoder:

@@ -9,7 +9,7 @@ Everything here is scriptable, and traceable with free image sizes: level sizes 
 counts stay traced values while tracing (a level can hold fewer than ``k`` entries at one
 image size and more at another).
 """
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -111,8 +111,8 @@ def topk_per_column(scores: Tensor, k: int, score_thresh: float) -> Tuple[Tensor
     """
     top_scores, top_rows = scores.t().topk(_topk_count(scores, k), dim=1)  # [C, k']
     columns = torch.arange(scores.shape[1], device=scores.device)[:, None].expand_as(top_rows)
-    keep = top_scores > score_thresh
-    return top_rows[keep], columns[keep], top_scores[keep]
+    keep = torch.nonzero((top_scores > score_thresh).flatten()).squeeze(1)  # one sync for the three gathers
+    return top_rows.flatten()[keep], columns.flatten()[keep], top_scores.flatten()[keep]
 
 
 def as_feature_list(features: Union[Tensor, Dict[str, Tensor]]) -> List[Tensor]:
@@ -129,10 +129,18 @@ def backbone_features(backbone: nn.Module, images: Tensor) -> List[Tensor]:
 
 
 def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, nms_thresh: float,
-                      detections_per_img: int) -> Dict[str, Tensor]:
-    """Class-wise NMS over ``[K, 4]`` boxes, then the best ``detections_per_img``."""
+                      detections_per_img: int, anchor_index: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """Class-wise NMS over ``[K, 4]`` boxes, then the best ``detections_per_img``.
+
+    With the candidates' ``[K]`` ``anchor_index``, the result keeps it for the kept ones (for the
+    detection extras; see :class:`~torchdet.models.one_stage.OneStageDetector`).
+    """
     keep = batched_nms_top(boxes, scores, labels, nms_thresh, detections_per_img)
-    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    selected = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    if anchor_index is not None:
+        selected["anchor_index"] = anchor_index[keep]
+    return selected
+
 
 
 def sum_tensors(values: List[Tensor]) -> Tensor:

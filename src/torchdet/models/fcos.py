@@ -270,6 +270,14 @@ class FCOS(OneStageDetector):
         split_outputs, split_anchors = split_levels(head_outputs, anchors, features)
         return self.postprocess_detections(split_outputs, split_anchors, image_sizes)
 
+    @torch.jit.unused
+    def class_probabilities(self, head_outputs: Dict[str, Tensor], image: int, anchor_index: Tensor) -> Tensor:
+        """``scores_all`` ``[D, num_classes]``: ``sqrt(sigmoid(class logit) * sigmoid(centerness))`` at each
+        location, every class's score as FCOS ranks its detections."""
+        logits = head_outputs["cls_logits"][image][anchor_index]  # [D, K]
+        ctrness = head_outputs["bbox_ctrness"][image][anchor_index]  # [D, 1]
+        return torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(ctrness))
+
     def postprocess_detections(self, head_outputs: Dict[str, List[Tensor]], anchors: List[List[Tensor]],
                                image_shapes: List[Tuple[int, int]]) -> List[Dict[str, Tensor]]:
         """Per image: top-k (location, class) pairs per level by ``sqrt(p_class * p_ctrness)``, decoded, NMS'd.
@@ -287,13 +295,17 @@ class FCOS(OneStageDetector):
             sizes = [level.shape[0] * num_classes for level in anchors_i]
             flat, top_squared = topk_per_level(squared_scores.split(sizes), self.topk_candidates)
             top_scores = torch.sqrt(top_squared)  # sqrt is monotonic: rank first, then take it on k values
-            keep = top_scores > self.score_thresh
+            keep = torch.nonzero(top_scores > self.score_thresh).squeeze(1)  # one sync for both gathers
             flat, top_scores = flat[keep], top_scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes
             boxes = self.box_coder.decode(distances[anchor_idxs], torch.cat(anchors_i)[anchor_idxs])
             boxes = clip_boxes_to_image(boxes, image_shape)
-            detections.append(select_detections(boxes, top_scores, labels, self.nms_thresh, self.detections_per_img))
+            tracked: Optional[Tensor] = None
+            if not torch.jit.is_scripting():
+                tracked = self.tracked_anchors(anchor_idxs)
+            detections.append(select_detections(boxes, top_scores, labels, self.nms_thresh, self.detections_per_img,
+                                                tracked))
         return detections
 
 

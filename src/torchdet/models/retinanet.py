@@ -294,13 +294,17 @@ class RetinaNet(OneStageDetector):
             # top-k that pass it).
             flat, top_logits = topk_per_level(logits, self.topk_candidates)
             scores = torch.sigmoid(top_logits)
-            keep = scores > self.score_thresh
+            keep = torch.nonzero(scores > self.score_thresh).squeeze(1)  # one sync for both gathers
             flat, scores = flat[keep], scores[keep]
             anchor_idxs = torch.div(flat, num_classes, rounding_mode="floor")
             labels = flat % num_classes
             boxes = self.box_coder.decode_single(deltas[anchor_idxs], torch.cat(anchors_i)[anchor_idxs])
             boxes = clip_boxes_to_image(boxes, image_shape)
-            detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img))
+            tracked: Optional[Tensor] = None
+            if not torch.jit.is_scripting():
+                tracked = self.tracked_anchors(anchor_idxs)
+            detections.append(select_detections(boxes, scores, labels, self.nms_thresh, self.detections_per_img,
+                                                tracked))
         return detections
 
 

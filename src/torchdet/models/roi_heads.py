@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchdet.errors import InvalidInputError, InvalidInputTypeError, MissingInputKeyError
 from torchdet.models import keypoint_ops, mask_ops
 from torchdet.models.box_coder import BoxCoder
+from torchdet.models.detection_extras import active_extras
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
@@ -104,6 +105,10 @@ class RoIHeads(nn.Module):
         score_thresh, nms_thresh, detections_per_img: inference post-processing.
         mask_roi_pool, mask_head, mask_predictor: the Mask R-CNN branch (all or none).
         keypoint_roi_pool, keypoint_head, keypoint_predictor: the Keypoint R-CNN branch.
+
+    ``detection_extras`` (default ``()``) may name ``"scores_all"`` (the RoI's softmax row,
+    ``[D, num_classes]``) and ``"features"`` (the box head's representation of the RoI,
+    ``[D, representation size]``) to add to each image's eval detections (eager only).
     """
 
     def __init__(self, box_roi_pool: nn.Module, box_head: nn.Module, box_predictor: nn.Module,
@@ -136,6 +141,7 @@ class RoIHeads(nn.Module):
         self.keypoint_roi_pool = keypoint_roi_pool
         self.keypoint_head = keypoint_head
         self.keypoint_predictor = keypoint_predictor
+        self.detection_extras = ()  # names from torchdet.models.detection_extras.DETECTION_EXTRAS
 
     def has_mask(self) -> bool:
         return self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None
@@ -167,9 +173,9 @@ class RoIHeads(nn.Module):
             labels.append(labels_in_image)
         return matched_idxs, labels
 
-    def subsample(self, labels: List[Tensor]) -> List[Tensor]:
-        """Per image, the indices of the sampled proposals (positives and negatives)."""
-        pos_masks, neg_masks = self.fg_bg_sampler(labels)
+    def subsample(self, labels: List[Tensor], generator: Optional[torch.Generator] = None) -> List[Tensor]:
+        """Per image, the indices of the sampled proposals (positives and negatives), drawn from ``generator``."""
+        pos_masks, neg_masks = self.fg_bg_sampler(labels, generator)
         return [torch.where(pos | neg)[0] for pos, neg in zip(pos_masks, neg_masks)]
 
     def add_gt_proposals(self, proposals: List[Tensor], gt_boxes: List[Tensor]) -> List[Tensor]:
@@ -189,9 +195,11 @@ class RoIHeads(nn.Module):
                     raise MissingInputKeyError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
                                      "(and 'masks' for Mask R-CNN).")
 
-    def select_training_samples(self, proposals: List[Tensor], targets: Optional[List[Target]]
+    def select_training_samples(self, proposals: List[Tensor], targets: Optional[List[Target]],
+                                generator: Optional[torch.Generator] = None
                                 ) -> Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]:
-        """Add gt boxes to the proposals, match, sample; return proposals, matched_idxs, labels, regression targets."""
+        """Add gt boxes to the proposals, match, sample (drawing from ``generator``); return proposals,
+        matched_idxs, labels, regression targets."""
         self.check_targets(targets)
         assert targets is not None
         dtype, device = proposals[0].dtype, proposals[0].device
@@ -200,7 +208,7 @@ class RoIHeads(nn.Module):
 
         proposals = self.add_gt_proposals(proposals, gt_boxes)
         matched_idxs, labels = self.assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
-        sampled_inds = self.subsample(labels)
+        sampled_inds = self.subsample(labels, generator)
 
         matched_gt_boxes: List[Tensor] = []
         for img_id, inds in enumerate(sampled_inds):
@@ -223,6 +231,13 @@ class RoIHeads(nn.Module):
         Drops the background class, scores ``<= score_thresh`` and boxes smaller than 1e-2,
         runs NMS per class and keeps the ``detections_per_img`` best.
         """
+        boxes, scores, labels, _rows = self._postprocess(class_logits, box_regression, proposals, image_shapes, False)
+        return boxes, scores, labels
+
+    def _postprocess(self, class_logits: Tensor, box_regression: Tensor, proposals: List[Tensor],
+                     image_shapes: List[Tuple[int, int]], track_rows: bool
+                     ) -> Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]:
+        """:meth:`postprocess_detections`, plus (when ``track_rows``) each detection's row in ``class_logits``."""
         device = class_logits.device
         num_classes = class_logits.shape[-1]
         boxes_per_image = [p.shape[0] for p in proposals]
@@ -232,8 +247,16 @@ class RoIHeads(nn.Module):
         all_boxes: List[Tensor] = []
         all_scores: List[Tensor] = []
         all_labels: List[Tensor] = []
+        all_rows: List[Tensor] = []
+        no_rows = torch.empty(0, dtype=torch.int64, device=device)
+        offset = 0
         for boxes, scores, image_shape in zip(pred_boxes.split(boxes_per_image, 0),
                                               pred_scores.split(boxes_per_image, 0), image_shapes):
+            rows = no_rows
+            if track_rows:  # each (RoI, class) candidate's row in class_logits
+                rows = (torch.arange(scores.shape[0], device=device) + offset)[:, None].expand_as(scores)[:, 1:]
+                rows = rows.reshape(-1)
+                offset += scores.shape[0]
             boxes = clip_boxes_to_image(boxes, image_shape)
             labels = torch.arange(num_classes, device=device).view(1, -1).expand_as(scores)
             # Column 0 is background.
@@ -245,19 +268,24 @@ class RoIHeads(nn.Module):
             boxes, scores, labels = boxes[inds], scores[inds], labels[inds]
             keep = remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            if track_rows:
+                rows = rows[inds][keep]
             keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])
-        return all_boxes, all_scores, all_labels
+            all_rows.append(rows[keep] if track_rows else rows)
+        return all_boxes, all_scores, all_labels, all_rows
 
     # ---- the branches ---------------------------------------------------------------------------
 
     def _mask_branch(self, features: Dict[str, Tensor], proposals: List[Tensor], image_shapes: List[Tuple[int, int]],
                      targets: Optional[List[Target]], labels: Optional[List[Tensor]],
-                     matched_idxs: Optional[List[Tensor]], result: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+                     matched_idxs: Optional[List[Tensor]], result: List[Dict[str, Tensor]],
+                     with_losses: bool) -> Dict[str, Tensor]:
+        """The mask loss of the sampled positives (``with_losses``) or the masks of ``result``'s boxes."""
         pos_matched_idxs: List[Tensor] = []
-        if self.training:
+        if with_losses:
             if targets is None or labels is None or matched_idxs is None:
                 raise ValueError("training the mask branch needs targets, labels and matched_idxs.")
             mask_proposals, pos_matched_idxs = _positive_proposals(proposals, labels, matched_idxs)
@@ -272,7 +300,7 @@ class RoIHeads(nn.Module):
                 mask_logits = _conv_head(self.mask_head, self.mask_predictor, pooled)
         else:
             raise ValueError("the mask branch needs mask_roi_pool, mask_head and mask_predictor.")
-        if self.training:
+        if with_losses:
             assert targets is not None
             gt_masks = [t["masks"] for t in targets]
             gt_labels = [t["labels"] for t in targets]
@@ -287,9 +315,10 @@ class RoIHeads(nn.Module):
     def _keypoint_branch(self, features: Dict[str, Tensor], proposals: List[Tensor],
                          image_shapes: List[Tuple[int, int]], targets: Optional[List[Target]],
                          labels: Optional[List[Tensor]], matched_idxs: Optional[List[Tensor]],
-                         result: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+                         result: List[Dict[str, Tensor]], with_losses: bool) -> Dict[str, Tensor]:
+        """The keypoint loss of the sampled positives (``with_losses``) or the keypoints of ``result``'s boxes."""
         pos_matched_idxs: List[Tensor] = []
-        if self.training:
+        if with_losses:
             if targets is None or labels is None or matched_idxs is None:
                 raise ValueError("training the keypoint branch needs targets, labels and matched_idxs.")
             keypoint_proposals, pos_matched_idxs = _positive_proposals(proposals, labels, matched_idxs)
@@ -304,7 +333,7 @@ class RoIHeads(nn.Module):
                 keypoint_logits = _conv_head(self.keypoint_head, self.keypoint_predictor, pooled)
         else:
             raise ValueError("the keypoint branch needs keypoint_roi_pool, keypoint_head and keypoint_predictor.")
-        if self.training:
+        if with_losses:
             assert targets is not None
             gt_keypoints = [t["keypoints"] for t in targets]
             loss = keypoint_ops.keypointrcnn_loss(keypoint_logits, keypoint_proposals, gt_keypoints, pos_matched_idxs)
@@ -351,14 +380,59 @@ class RoIHeads(nn.Module):
             loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:
-            boxes, scores, det_labels = self.postprocess_detections(class_logits, box_regression, proposals,
-                                                                    image_shapes)
+            extras: List[str] = []
+            if not torch.jit.is_scripting():
+                extras = list(active_extras(self.detection_extras))
+            boxes, scores, det_labels, rows = self._postprocess(class_logits, box_regression, proposals,
+                                                                image_shapes, len(extras) > 0)
             for b, s, l in zip(boxes, scores, det_labels):
                 result.append({"boxes": b, "labels": l, "scores": s})
+            if not torch.jit.is_scripting():
+                if extras:
+                    _add_extras(result, rows, class_logits, box_features, extras)
 
         if self.has_mask():
-            losses.update(self._mask_branch(features, proposals, image_shapes, targets, labels, matched_idxs, result))
+            losses.update(self._mask_branch(features, proposals, image_shapes, targets, labels, matched_idxs, result,
+                                            self.training))
         if self.has_keypoint():
             losses.update(self._keypoint_branch(features, proposals, image_shapes, targets, labels, matched_idxs,
-                                                result))
+                                                result, self.training))
         return result, losses
+
+    @torch.jit.unused
+    def forward_with_losses(self, features: Dict[str, Tensor], proposals: List[Tensor],
+                            image_shapes: List[Tuple[int, int]], targets: List[Target],
+                            generator: Optional[torch.Generator] = None
+                            ) -> Tuple[List[Dict[str, Tensor]], Dict[str, Tensor]]:
+        """Detections from ``proposals`` (as :meth:`forward` gives them in the current mode) and the
+        second-stage training losses on a sample of ``proposals`` plus the ground truth.
+
+        The sample is drawn as in training (:meth:`select_training_samples`) but from ``generator``;
+        the mask and keypoint losses take its positives, as in training.
+        """
+        result, _ = self.forward(features, proposals, image_shapes, targets)
+        sampled, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets,
+                                                                                         generator)
+        box_features = self.box_head(self.box_roi_pool(features, sampled, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        if self.has_mask():
+            losses.update(self._mask_branch(features, sampled, image_shapes, targets, labels, matched_idxs, [], True))
+        if self.has_keypoint():
+            losses.update(self._keypoint_branch(features, sampled, image_shapes, targets, labels, matched_idxs, [],
+                                                True))
+        return result, losses
+
+
+def _add_extras(result: List[Dict[str, Tensor]], rows: List[Tensor], class_logits: Tensor, box_features: Tensor,
+                extras: List[str]) -> None:
+    """Give each image's detections, at their ``[D]`` rows of the ``[R, K]`` logits and ``[R, F]`` box-head
+    features, the softmax row (``scores_all``) and the representation (``features``) asked for."""
+    # The whole softmax, as postprocess_detections takes it, so that scores_all holds the scores bit for bit.
+    probabilities = F.softmax(class_logits, -1)
+    for detections, rows_i in zip(result, rows):
+        if "scores_all" in extras:
+            detections["scores_all"] = probabilities[rows_i]
+        if "features" in extras:
+            detections["features"] = box_features.flatten(1)[rows_i]

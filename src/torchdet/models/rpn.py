@@ -13,7 +13,7 @@ from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
-from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
+from torchdet.ops.boxes import box_iou, clip_boxes_to_image
 from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.ops.nms import batched_nms
 
@@ -164,8 +164,11 @@ class RegionProposalNetwork(nn.Module):
                 matched_idxs = self.proposal_matcher(quality)
                 matched = gt_boxes[matched_idxs.clamp(min=0)]
                 labels_per_image = (matched_idxs >= 0).to(dtype=torch.float32)
-                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+                # torch.where, not masked assignment: a mask index syncs with the host
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD,
+                                               torch.zeros_like(labels_per_image), labels_per_image)
+                labels_per_image = torch.where(matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS,
+                                               torch.full_like(labels_per_image, -1.0), labels_per_image)
             labels.append(labels_per_image)
             matched_gt_boxes.append(matched)
         return labels, matched_gt_boxes
@@ -210,9 +213,10 @@ class RegionProposalNetwork(nn.Module):
         final_boxes, final_scores = [], []
         for boxes, scores, lvl, image_shape in zip(proposals, objectness_prob, levels, image_shapes):
             boxes = clip_boxes_to_image(boxes, image_shape)
-            keep = remove_small_boxes(boxes, self.min_size)
-            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-            keep = torch.where(scores >= self.score_thresh)[0]
+            # remove_small_boxes and the score threshold as one mask: one sync instead of two
+            widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            valid = (widths >= self.min_size) & (heights >= self.min_size) & (scores >= self.score_thresh)
+            keep = torch.where(valid)[0]
             boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
             keep = batched_nms(boxes, scores, lvl, self.nms_thresh)[: self.post_nms_top_n()]
             final_boxes.append(boxes[keep])
@@ -220,14 +224,16 @@ class RegionProposalNetwork(nn.Module):
         return final_boxes, final_scores
 
     def compute_loss(self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: List[Tensor],
-                     regression_targets: List[Tensor]) -> Tuple[Tensor, Tensor]:
+                     regression_targets: List[Tensor], generator: Optional[torch.Generator] = None
+                     ) -> Tuple[Tensor, Tensor]:
         """Objectness BCE over the sampled anchors; smooth-L1 (beta 1/9) over the sampled positives / sample size.
 
         Args:
             objectness: ``[N * A, 1]`` logits; pred_bbox_deltas: ``[N * A, 4]``;
             labels, regression_targets: per image ``[A]`` and ``[A, 4]``.
+            generator: the sampler's random source (``None``: the global one).
         """
-        sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
+        sampled_pos, sampled_neg = self.fg_bg_sampler(labels, generator)
         sampled_pos_inds = torch.where(torch.cat(sampled_pos, dim=0))[0]
         sampled_neg_inds = torch.where(torch.cat(sampled_neg, dim=0))[0]
         sampled_inds = torch.cat([sampled_pos_inds, sampled_neg_inds], dim=0)
@@ -244,6 +250,28 @@ class RegionProposalNetwork(nn.Module):
     def forward(self, images: ImageList, features: Dict[str, Tensor],
                 targets: Optional[List[Dict[str, Tensor]]] = None) -> Tuple[List[Tensor], Dict[str, Tensor]]:
         """Proposals per image ``[K_i, 4]`` (in the resized image's pixels) and, in training, the RPN losses."""
+        boxes, objectness, pred_bbox_deltas, anchors = self._propose(images, features)
+        losses: Dict[str, Tensor] = {}
+        if self.training:
+            if targets is None:
+                raise InvalidInputError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
+            losses = self.losses(objectness, pred_bbox_deltas, anchors, targets)
+        return boxes, losses
+
+    @torch.jit.unused
+    def forward_with_losses(self, images: ImageList, features: Dict[str, Tensor], targets: List[Dict[str, Tensor]],
+                            generator: Optional[torch.Generator] = None) -> Tuple[List[Tensor], Dict[str, Tensor]]:
+        """The proposals of the current mode (eval: ``testing`` top-n) and the RPN's training losses.
+
+        The losses do not depend on the proposals: they score the anchors' objectness and deltas,
+        sampling anchors with ``generator``.
+        """
+        boxes, objectness, pred_bbox_deltas, anchors = self._propose(images, features)
+        return boxes, self.losses(objectness, pred_bbox_deltas, anchors, targets, generator)
+
+    def _propose(self, images: ImageList, features: Dict[str, Tensor]
+                 ) -> Tuple[List[Tensor], Tensor, Tensor, List[Tensor]]:
+        """Per-image proposals, with the flat ``[N * A, 1]`` objectness, ``[N * A, 4]`` deltas and the anchors."""
         feature_maps = list(features.values())
         objectness, pred_bbox_deltas = self.head(feature_maps)
         anchors = self.anchor_generator(images, feature_maps)
@@ -262,14 +290,13 @@ class RegionProposalNetwork(nn.Module):
         # Proposals are not differentiated through: the box loss acts on the deltas directly.
         proposals = self.box_coder.decode(pred_bbox_deltas.detach(), anchors).view(num_images, -1, 4)
         boxes, _scores = self.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
+        return boxes, objectness, pred_bbox_deltas, anchors
 
-        losses: Dict[str, Tensor] = {}
-        if self.training:
-            if targets is None:
-                raise InvalidInputError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
-            labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
-            regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
-            loss_objectness, loss_rpn_box_reg = self.compute_loss(objectness, pred_bbox_deltas, labels,
-                                                                  regression_targets)
-            losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg}
-        return boxes, losses
+    def losses(self, objectness: Tensor, pred_bbox_deltas: Tensor, anchors: List[Tensor],
+               targets: List[Dict[str, Tensor]], generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
+        """``{"loss_objectness", "loss_rpn_box_reg"}`` of the flat head outputs against the targets' boxes."""
+        labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
+        regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
+        loss_objectness, loss_rpn_box_reg = self.compute_loss(objectness, pred_bbox_deltas, labels,
+                                                              regression_targets, generator)
+        return {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg}

@@ -22,6 +22,7 @@ from torchdet.backbones.fpn import _channels_last_on_cpu, _validate_trainable_la
 from torchdet.backbones.vgg import VGG, vgg16
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.default_boxes import DefaultBoxGenerator
+from torchdet.models.detection_extras import features_at_points
 from torchdet.models.dense_prediction import backbone_features, flatten_head_output, select_detections, topk_per_column
 from torchdet.models.matcher import SSDMatcher
 from torchdet.models.one_stage import OneStageDetector, detection_transform
@@ -235,9 +236,36 @@ class SSD(OneStageDetector):
             boxes = clip_boxes_to_image(self.box_coder.decode_single(deltas, anchors), image_shape)  # [M, 4]
             rows, columns, top_scores = topk_per_column(scores[:, 1:], self.topk_candidates, self.score_thresh)
             labels = columns + 1  # column 0 of scores[:, 1:] is class 1
+            tracked: Optional[Tensor] = None
+            if not torch.jit.is_scripting():
+                tracked = self.tracked_anchors(rows)
             detections.append(select_detections(boxes[rows], top_scores, labels, self.nms_thresh,
-                                                self.detections_per_img))
+                                                self.detections_per_img, tracked))
         return detections
+
+    @torch.jit.unused
+    def class_probabilities(self, head_outputs: Dict[str, Tensor], image: int, anchor_index: Tensor) -> Tensor:
+        """``scores_all`` ``[D, num_classes]``: the softmax over all classes (background first) at each default box."""
+        return F.softmax(head_outputs["cls_logits"][image][anchor_index], dim=-1)
+
+    @torch.jit.unused
+    def feature_tower(self) -> Optional[nn.Module]:
+        """None: SSD's head is one conv per level, straight on the backbone's maps (see :meth:`detection_features`)."""
+        return None
+
+    @torch.jit.unused
+    def detection_features(self, features: List[Tensor], tower_maps: List[Tensor], anchors: Tensor, image: int,
+                           anchor_index: Tensor, image_size: Tuple[int, int]) -> Tensor:
+        """``features`` ``[D, sum_l C_l]``: the head's input (every backbone map, ``C_l`` channels on level
+        ``l``) at the cell holding the detection's default-box centre, the levels concatenated in order.
+
+        The levels differ in width (SSD300: 512, 1024, 512, 256, 256, 256 -> 2816; SSDlite320:
+        672, 480, 512, 256, 256, 128 -> 2304), so one level's vector would not give every detection
+        the same layout; every level's at the same point does.
+        """
+        boxes = anchors[anchor_index]  # [D, 4]
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return features_at_points(features, image, centres, image_size)
 
     def head_losses(self, targets: List[Dict[str, Tensor]], head_outputs: Dict[str, Tensor],
                     anchors: List[Tensor], features: List[Tensor]) -> Dict[str, Tensor]:

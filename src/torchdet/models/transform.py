@@ -28,10 +28,9 @@ def resize_boxes(boxes: Tensor, original_size: List[int], new_size: List[int]) -
 
     The ratios are float32 (``float32(h') / float32(h)``), as the reference computes them.
     """
-    ratio_height = (torch.tensor(new_size[0], dtype=torch.float32, device=boxes.device)
-                    / torch.tensor(original_size[0], dtype=torch.float32, device=boxes.device))
-    ratio_width = (torch.tensor(new_size[1], dtype=torch.float32, device=boxes.device)
-                   / torch.tensor(original_size[1], dtype=torch.float32, device=boxes.device))
+    # 0-dim host tensors: a CUDA kernel takes them as scalars, with no copy to the device.
+    ratio_height = torch.tensor(new_size[0], dtype=torch.float32) / torch.tensor(original_size[0], dtype=torch.float32)
+    ratio_width = torch.tensor(new_size[1], dtype=torch.float32) / torch.tensor(original_size[1], dtype=torch.float32)
     x1, y1, x2, y2 = boxes.unbind(1)
     return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
 
@@ -165,6 +164,7 @@ class GeneralizedRCNNTransform(nn.Module):
         self.max_size = max_size
         self.image_mean = [float(m) for m in image_mean]
         self.image_std = [float(s) for s in image_std]
+        self._normalization_cache: Dict[Any, Tuple[Tensor, Tensor]] = {}
         self.size_divisible = size_divisible
         self.fixed_size = fixed_size
         self._skip_resize = bool(kwargs.pop("_skip_resize", False))
@@ -207,9 +207,24 @@ class GeneralizedRCNNTransform(nn.Module):
             raise InvalidInputTypeError(
                 f"images must be floating point in [0, 1]; got dtype {image.dtype} (use image.float() / 255)."
             )
-        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
-        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        if torch.jit.is_scripting():
+            mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
+            std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        else:
+            mean, std = self._mean_std(image)
         return (image - mean[:, None, None]) / std[:, None, None]
+
+    @torch.jit.unused
+    def _mean_std(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        """``image_mean`` and ``image_std`` as tensors of the image's dtype and device, made once per
+        (dtype, device, values): a copy to a GPU per image would stall the host each time."""
+        key = (image.dtype, image.device, tuple(self.image_mean), tuple(self.image_std))
+        cached = self._normalization_cache.get(key)
+        if cached is None:
+            cached = (torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device),
+                      torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device))
+            self._normalization_cache = {key: cached}
+        return cached
 
     def torch_choice(self, k: List[int]) -> int:
         """A uniformly random element of ``k``, drawn from torch's RNG."""

@@ -180,6 +180,16 @@ def check_target_list(images: List[Tensor], targets: List[Dict[str, Tensor]], re
 
 
 @torch.jit.unused
+def require_eval_with_targets(training: bool, targets: Optional[Targets]) -> None:
+    """The guard of ``forward_with_losses``: the model is in eval mode and targets are given."""
+    if training:
+        raise RuntimeError("forward_with_losses runs the eval-mode pass; call model.eval() first "
+                           "(in training mode, model(images, targets) returns the losses).")
+    if targets is None:
+        raise InvalidInputError("forward_with_losses needs targets: one dict per image with 'boxes' and 'labels' "
+                                "(for the detections alone, call model(images)).")
+
+
 def check_targets(images: Sequence[Tensor], targets: Optional[Targets], *,
                   require_masks: bool = False, require_keypoints: bool = False) -> None:
     """Targets match the images one to one and hold well-formed boxes, labels, masks and keypoints.

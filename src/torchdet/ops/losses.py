@@ -44,6 +44,10 @@ def sigmoid_focal_loss(
         The loss, reduced as asked.
     """
     _check_reduction(reduction)
+    # float32 at least: in float16/bfloat16 the easy negatives' small gradients flush to zero
+    # (autocast hands reduced-precision logits; the gradient flows back in their dtype).
+    inputs = _upcast_non_float(inputs)
+    targets = _upcast_non_float(targets)
     if not torch.jit.is_scripting() and not targets.requires_grad:
         return _fused_focal_loss(inputs, targets, alpha, gamma, reduction)
     p = torch.sigmoid(inputs)

@@ -12,7 +12,7 @@ Names, signatures and state_dict keys follow torchvision's ``torchvision.ops.mis
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +86,25 @@ def _same_padding(kernel_size: _IntOrPair, dilation: _IntOrPair) -> _IntOrPair:
     return tuple((k - 1) // 2 * d for k, d in zip(ks, ds))
 
 
+def _conv_norm_activation(conv: Callable[..., nn.Module], in_channels: int, out_channels: int,
+                          kernel_size: Any, stride: Any, padding: Any, groups: int,
+                          norm_layer: Optional[Callable[..., nn.Module]],
+                          activation_layer: Optional[Callable[..., nn.Module]], dilation: Any,
+                          inplace: Optional[bool], bias: Optional[bool]) -> List[nn.Module]:
+    """The layers of Conv2dNormActivation / Conv3dNormActivation (see there for the defaults)."""
+    if padding is None:
+        padding = _same_padding(kernel_size, dilation)
+    if bias is None:
+        bias = norm_layer is None
+    layers: List[nn.Module] = [conv(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation,
+                                    groups=groups, bias=bias)]
+    if norm_layer is not None:
+        layers.append(norm_layer(out_channels))
+    if activation_layer is not None:
+        layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
+    return layers
+
+
 class Conv2dNormActivation(nn.Sequential):
     """Conv2d, then ``norm_layer(out_channels)`` if given, then ``activation_layer()`` if given.
 
@@ -108,27 +127,8 @@ class Conv2dNormActivation(nn.Sequential):
         inplace: Optional[bool] = True,
         bias: Optional[bool] = None,
     ) -> None:
-        if padding is None:
-            padding = _same_padding(kernel_size, dilation)
-        if bias is None:
-            bias = norm_layer is None
-        layers: List[nn.Module] = [
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,  # type: ignore[arg-type]
-                dilation=dilation,
-                groups=groups,
-                bias=bias,
-            )
-        ]
-        if norm_layer is not None:
-            layers.append(norm_layer(out_channels))
-        if activation_layer is not None:
-            layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
-        super().__init__(*layers)
+        super().__init__(*_conv_norm_activation(nn.Conv2d, in_channels, out_channels, kernel_size, stride, padding,
+                                                groups, norm_layer, activation_layer, dilation, inplace, bias))
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
@@ -204,27 +204,8 @@ class Conv3dNormActivation(nn.Sequential):
         inplace: Optional[bool] = True,
         bias: Optional[bool] = None,
     ) -> None:
-        if padding is None:
-            padding = _same_padding(kernel_size, dilation)
-        if bias is None:
-            bias = norm_layer is None
-        layers: List[nn.Module] = [
-            nn.Conv3d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,  # type: ignore[arg-type]
-                dilation=dilation,
-                groups=groups,
-                bias=bias,
-            )
-        ]
-        if norm_layer is not None:
-            layers.append(norm_layer(out_channels))
-        if activation_layer is not None:
-            layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
-        super().__init__(*layers)
+        super().__init__(*_conv_norm_activation(nn.Conv3d, in_channels, out_channels, kernel_size, stride, padding,
+                                                groups, norm_layer, activation_layer, dilation, inplace, bias))
         self.out_channels = out_channels
 
 
