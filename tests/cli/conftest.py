@@ -4,9 +4,8 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-import torch
 
-from engine.engine_data import make_tiny_shapes
+from _tiny_shapes import make_tiny_shapes, one_thread_quiet  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +17,7 @@ def cli_shapes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
 @pytest.fixture(scope="session")
 def toy_run(cli_shapes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch `torchdet train` run of the toy detector."""
-    from engine.toy_detector import BUILDER
+    from _toy_detector import BUILDER
     from torchdet.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "toy"
@@ -26,12 +25,3 @@ def toy_run(cli_shapes, tmp_path_factory: pytest.TempPathFactory) -> Path:
                  str(cli_shapes["val"]), "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(out)])
     assert code == 0
     return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_quiet(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CI", "true")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from engine.toy_detector import BUILDER
+from _toy_detector import BUILDER
 from torchdet.cli import main
 
 
@@ -64,13 +64,13 @@ def test_labels_beyond_the_model_classes(cli_shapes, tmp_path, capsys):
 def test_checkpoint_of_another_architecture(toy_run, cli_shapes, tmp_path, capsys):
     args = ["evaluate", "--weights", str(toy_run / "last.pt"), "--data", str(cli_shapes["val"]), "--workers", "0"]
     assert main(args + ["--model", "fcos_tiny"]) == 1
-    assert "holds a engine.toy_detector:toy_detector checkpoint, not fcos_tiny" in capsys.readouterr().err
+    assert "holds a _toy_detector:toy_detector checkpoint, not fcos_tiny" in capsys.readouterr().err
     weights_only = tmp_path / "weights.pt"
     torch.save({"model": torch.load(toy_run / "last.pt", weights_only=False)["model"]}, weights_only)
     assert main(["predict", "--weights", str(weights_only), "--model", "fcos_tiny", "--num-classes", "6",
                  str(cli_shapes["val"].parent), "--out", str(tmp_path / "p")]) == 1
     err = capsys.readouterr().err
-    assert "do not fit FCOS" in err and "another architecture" in err
+    assert "does not fit this FCOS" in err and "another architecture" in err
 
 
 def test_missing_checkpoint_and_sources(toy_run, tmp_path, capsys):

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 
-from engine.toy_detector import BUILDER
+from _toy_detector import BUILDER
 from torchdet.cli import main
-from torchdet.engine.checkpoint import load_checkpoint
+from torchdet.checkpoint import RunCheckpoint
 
 NAMES = ["circle", "square", "triangle", "star", "cross"]
 
@@ -52,8 +52,7 @@ def _train_and_evaluate(tmp_path, fmt, data, val, capsys):
     out = tmp_path / "run"
     assert main(["train", "--model", BUILDER, "--format", fmt, "--data", str(data), "--val-data", str(val),
                  "--epochs", "1", "--batch-size", "4", "--workers", "0", "--out", str(out)]) == 0
-    ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt["categories"][1:] == NAMES
+    assert RunCheckpoint.load(out / "last.pt").categories[1:] == NAMES
     assert main(["evaluate", "--weights", str(out / "last.pt"), "--format", fmt, "--data", str(val),
                  "--out", str(tmp_path / "eval"), "--workers", "0"]) == 0
     assert "AP50" in json.loads((tmp_path / "eval" / "metrics.json").read_text())["bbox"]

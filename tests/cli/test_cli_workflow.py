@@ -4,15 +4,15 @@ from __future__ import annotations
 import csv
 import json
 
-from engine.engine_data import CATEGORY_IDS
+from _tiny_shapes import CATEGORY_IDS
 from torchdet.cli import main
-from torchdet.engine.checkpoint import load_checkpoint
+from torchdet.checkpoint import RunCheckpoint
 
 
 def test_train_writes_run(toy_run):
     assert {"last.pt", "best.pt", "metrics.csv", "plot.png"} <= {p.name for p in toy_run.iterdir()}
-    ckpt = load_checkpoint(toy_run / "last.pt")
-    assert ckpt["extra"]["data"]["val_data"].endswith("_annotations.coco.json")
+    ckpt = RunCheckpoint.load(toy_run / "last.pt")
+    assert ckpt.extra["data"]["val_data"].endswith("_annotations.coco.json")
 
 
 def test_evaluate_writes_metrics_and_detections_in_dataset_ids(toy_run, cli_shapes, tmp_path, capsys):
@@ -31,6 +31,14 @@ def test_evaluate_writes_metrics_and_detections_in_dataset_ids(toy_run, cli_shap
     assert all(len(d["bbox"]) == 4 and 0 <= d["score"] <= 1 for d in detections)
     per_class = json.loads((out / "per_class.json").read_text())
     assert [r["id"] for r in per_class["bbox"]] == sorted(CATEGORY_IDS.values())
+    confusion = json.loads((out / "confusion_matrix.json").read_text())
+    size = len(CATEGORY_IDS) + 1
+    assert confusion["names"][-1] == "background" and len(confusion["matrix"]) == size
+    assert all(len(row) == size for row in confusion["matrix"])
+    curves = json.loads((out / "pr_curves.json").read_text())
+    assert [c["id"] for c in curves["classes"]] == sorted(CATEGORY_IDS.values())
+    for picture in ("confusion_matrix.png", "pr_curves.png"):
+        assert (out / picture).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_writes_json_and_pictures(toy_run, cli_shapes, tmp_path, capsys):
@@ -58,7 +66,7 @@ def test_predict_threshold_filters(toy_run, cli_shapes, tmp_path):
 
 
 def test_resume_continues_the_run(cli_shapes, tmp_path, capsys):
-    from engine.toy_detector import BUILDER
+    from _toy_detector import BUILDER
 
     out = tmp_path / "run"
     args = ["train", "--model", BUILDER, "--data", str(cli_shapes["train"]), "--epochs", "1", "--batch-size", "4",
@@ -67,6 +75,6 @@ def test_resume_continues_the_run(cli_shapes, tmp_path, capsys):
     assert main(["train", "--resume", str(out / "last.pt"), "--epochs", "2", "--batch-size", "8"]) == 0
     printed = capsys.readouterr().out
     assert "ignoring --batch-size" in printed and "resuming" in printed
-    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert RunCheckpoint.load(out / "last.pt").epoch == 2
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]

@@ -11,7 +11,7 @@ import sys
 from typing import List, Optional
 
 # Sub-command modules, in the order `torchdet --help` lists them.
-COMMANDS = ["models", "train", "evaluate", "predict", "export", "benchmark", "demo"]
+COMMANDS = ["models", "data", "train", "evaluate", "predict", "export", "benchmark", "demo"]
 # Commands that run models call torchdet.runtime.tune_cpu_allocator first (TORCHDET_TUNE_ALLOCATOR=0
 # turns it off); `benchmark` has its own --tune-allocator, off by default.
 TUNED_COMMANDS = {"train", "evaluate", "predict", "demo"}

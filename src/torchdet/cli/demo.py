@@ -4,7 +4,7 @@ Generates the shapes dataset, trains a small FCOS from scratch on the CPU, evalu
 on the validation split), predicts on held-out images and writes the pictures, all under
 OUT (default runs/demo): data/, train/ (last.pt, best.pt, metrics.csv, plot.png), eval/
 (metrics.json, detections.json) and predictions/ (predictions.json and the pictures).
-The recipe is torchdet.engine.demo.RECIPE.
+The recipe is torchdet.demo.RECIPE.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torchdet.cli._args import add_device, reports_errors
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from torchdet.engine.demo import QUICK, RECIPE, run_demo
+    from torchdet.demo import QUICK, RECIPE, run_demo
 
     recipe = QUICK if args.quick else RECIPE
     if args.epochs is not None:

@@ -18,7 +18,7 @@ from torchdet.cli._args import add_model_args, model_kwargs, reports_errors
 
 @reports_errors("export")
 def run(args: argparse.Namespace) -> int:
-    from torchdet.engine.loading import load_inference_model
+    from torchdet.inference.loading import load_inference_model
     from torchdet.export.onnx import require_onnx, to_onnx
 
     require_onnx()  # before the (slow) model load

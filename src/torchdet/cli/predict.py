@@ -16,7 +16,7 @@ from torchdet.cli._args import add_device, add_model_args, add_workers, model_kw
 
 @reports_errors("predict")
 def run(args: argparse.Namespace) -> int:
-    from torchdet.engine import api
+    from torchdet.inference import api
 
     result = api.predict(args.weights, args.sources, out=args.out, model=args.model, num_classes=args.num_classes,
                          score_thresh=args.score_thresh, batch_size=args.batch_size, workers=args.workers,

@@ -22,8 +22,8 @@ _NEW_RUN_ONLY = ("model", "data", "val_data", "out", "lr", "batch_size", "optimi
 
 @reports_errors("train")
 def run(args: argparse.Namespace) -> int:
-    from torchdet.engine import api
-    from torchdet.engine.train import TrainConfig
+    from torchdet.training import api
+    from torchdet.training.loop import TrainConfig
 
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in _NEW_RUN_ONLY if getattr(args, k, None) not in (None, False)]

@@ -3,11 +3,14 @@
 Every dataset yields ``(image, target)``: ``image`` a float tensor [3, H, W] in 0..1 and
 ``target`` a dict with ``boxes`` float32 [N, 4] (xyxy pixels), ``labels`` int64 [N] (1..C),
 ``image_id`` and optionally ``masks`` uint8 [N, H, W] and ``keypoints`` float32 [N, K, 3].
+`open_dataset` opens one the way the commands name it (a format and a path);
+`torchdet.data.loaders` batches them for training and evaluation.
 """
 
 from torchdet.data.base import DetectionDataset
 from torchdet.data.coco import CocoDetection
 from torchdet.data.collate import collate_fn
+from torchdet.data.formats import FORMATS, open_dataset
 from torchdet.data.image_io import CorruptImageError, read_image
 from torchdet.data.samplers import GroupedBatchSampler, create_aspect_ratio_groups
 from torchdet.data.synthetic import (
@@ -40,6 +43,7 @@ __all__ = [
     "CorruptImageError",
     "DetectionDataset",
     "DroppedBoxesWarning",
+    "FORMATS",
     "GroupedBatchSampler",
     "RandomHorizontalFlip",
     "RandomIoUCrop",
@@ -59,5 +63,6 @@ __all__ = [
     "collate_fn",
     "create_aspect_ratio_groups",
     "make_shapes_dataset",
+    "open_dataset",
     "read_image",
 ]

@@ -36,6 +36,20 @@ Target = Dict[str, Any]
 Transforms = Callable[[torch.Tensor, Target], Tuple[torch.Tensor, Target]]
 
 
+@dataclass(frozen=True)
+class RawBox:
+    """One annotated box as the annotation file gives it, before clipping to the image or dropping.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of the full-size image, ``label`` the contiguous label
+    (1..C, index into ``categories``) and ``where`` names it in the file for messages, e.g.
+    ``"annotation id 17"``.
+    """
+
+    box: Tuple[float, float, float, float]
+    label: int
+    where: str
+
+
 @dataclass
 class ImageRecord:
     """One image of a dataset: its id, where it lives, and its size when the annotations give it."""
@@ -68,6 +82,14 @@ class DetectionDataset(Dataset):
     # -- to implement ---------------------------------------------------------------------------
     def load_target(self, idx: int, height: int, width: int) -> Target:
         """The target dict of image ``idx`` (image decoded at ``height`` x ``width``)."""
+        raise NotImplementedError
+
+    def raw_boxes(self, idx: int) -> List[RawBox]:
+        """The boxes of image ``idx`` as written in the annotation files (no clipping, nothing dropped).
+
+        Used by the dataset checker and the format converters; crowd regions and, for VOC,
+        ``difficult`` objects the dataset leaves out of its targets are left out here too.
+        """
         raise NotImplementedError
 
     # -- construction helpers -------------------------------------------------------------------

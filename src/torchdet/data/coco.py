@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from torchdet.data.base import DetectionDataset, ImageRecord, Target, Transforms
+from torchdet.data.base import DetectionDataset, ImageRecord, RawBox, Target, Transforms
 from torchdet.data.image_io import PathLike
 
 _COCO_LAYOUT = (
@@ -228,21 +228,29 @@ class CocoDetection(DetectionDataset):
         return max(lengths, default=0)
 
     def _warn_degenerate_boxes(self) -> None:
-        """Warn once with the number of (non-crowd) boxes that will be dropped for zero size."""
+        """Warn once about the (non-crowd) boxes that will be dropped, naming the file and their ids.
+
+        A box is dropped when it has no area after conversion to xyxy and clipping to the image:
+        a negative or zero ``width``/``height`` in the file, or a box entirely outside the image.
+        """
         sizes = {record.image_id: (record.width or np.inf, record.height or np.inf) for record in self.records}
         anns = [ann for ann in self.coco.dataset["annotations"] if not ann.get("iscrowd", 0)]
         if not anns:
             return
         xywh = np.asarray([ann["bbox"] for ann in anns], dtype=np.float64).reshape(-1, 4)
-        limits = np.asarray([sizes[ann["image_id"]] for ann in anns], dtype=np.float64)  # [N, 2] (w, h)
+        limits = np.asarray([sizes.get(ann["image_id"], (np.inf, np.inf)) for ann in anns], dtype=np.float64)
         x1, y1 = np.clip(xywh[:, 0], 0, limits[:, 0]), np.clip(xywh[:, 1], 0, limits[:, 1])
         x2 = np.clip(xywh[:, 0] + xywh[:, 2], 0, limits[:, 0])
         y2 = np.clip(xywh[:, 1] + xywh[:, 3], 0, limits[:, 1])
-        dropped = int(((x2 <= x1) | (y2 <= y1)).sum())
-        if dropped:
+        dropped = np.flatnonzero((x2 <= x1) | (y2 <= y1))
+        if len(dropped):
+            negative = int(((xywh[dropped, 2] < 0) | (xywh[dropped, 3] < 0)).sum())
+            ids = [anns[i].get("id") for i in dropped[:5]]
+            more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
             warnings.warn(
-                f"'{self.annotation_file}': {dropped} annotation(s) have a box of zero width or height "
-                "after conversion to xyxy (and clipping to the image); they are dropped from the targets",
+                f"'{self.annotation_file}': dropping {len(dropped)} annotation(s) whose box has no area "
+                f"({negative} with a negative width or height, the rest zero-sized or outside the image): "
+                f"annotation id(s) {ids}{more}. `torchdet data check` lists them all.",
                 stacklevel=3,
             )
 
@@ -284,6 +292,16 @@ class CocoDetection(DetectionDataset):
         if self.with_keypoints:
             target["keypoints"] = self._keypoints(anns)
         return target
+
+    def raw_boxes(self, idx: int) -> List[RawBox]:
+        """The image's non-crowd boxes as the file gives them (``bbox`` [x, y, w, h] -> xyxy)."""
+        anns = self._training_annotations(self.records[idx].image_id)
+        return [
+            RawBox((float(x), float(y), float(x) + float(w), float(y) + float(h)),
+                   self._category_to_label[ann["category_id"]], f"annotation id {ann.get('id')}")
+            for ann in anns
+            for x, y, w, h in [ann["bbox"]]
+        ]
 
     def _keypoints(self, anns: List[Dict[str, Any]]) -> torch.Tensor:
         """Keypoints float32 [N, K, 3]; annotations without keypoints get all-zero (invisible) rows."""

@@ -59,8 +59,8 @@ def read_image(path: PathLike) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise CorruptImageError(
             f"cannot decode image file '{path}' ({type(error).__name__}: {error}); "
-            "the file is truncated or not an image. Re-export it, or pass skip_bad_images=True "
-            "to the dataset to skip such files"
+            "the file is truncated or not an image. Re-export it, or skip such files: "
+            "--skip-bad-images on the torchdet command line, skip_bad_images=True for a dataset in Python"
         ) from error
 
 

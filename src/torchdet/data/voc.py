@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from torchdet.data.base import DetectionDataset, ImageRecord, Target, Transforms
+from torchdet.data.base import DetectionDataset, ImageRecord, RawBox, Target, Transforms
 from torchdet.data.image_io import IMAGE_SUFFIXES, PathLike
 
 #: The 20 Pascal VOC classes, in the usual order (labels 1..20).
@@ -192,6 +192,14 @@ class VOCDetection(DetectionDataset):
                 f"(first: '{missing[0]}.xml')"
             )
         return [annotations / f"{voc_id}.xml" for voc_id in ids]
+
+    def raw_boxes(self, idx: int) -> List[RawBox]:
+        """The XML's objects (``difficult`` ones only with ``keep_difficult``), in continuous pixels."""
+        record = self.records[idx]
+        objects = self._objects[record.image_id]
+        return [RawBox(tuple(obj["bbox"]), self._name_to_label[obj["name"]],
+                       f"'{record.extra['voc_id']}.xml' object {k + 1}")
+                for k, obj in enumerate(objects) if self.keep_difficult or not obj["difficult"]]
 
     def load_target(self, idx: int, height: int, width: int) -> Target:
         """Build the target of image ``idx`` decoded at ``height`` x ``width`` (see class doc)."""

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-from torchdet.data.base import DetectionDataset, ImageRecord, Target, Transforms
+from torchdet.data.base import DetectionDataset, ImageRecord, RawBox, Target, Transforms
 from torchdet.data.image_io import IMAGE_SUFFIXES, PathLike
 
 Names = Union[Sequence[str], Mapping[int, str], PathLike]
@@ -325,6 +325,19 @@ class YOLODetection(DetectionDataset):
         if isinstance(names, (str, Path)):
             return load_data_yaml(names)["names"]
         return names_to_list(names)
+
+    def label_file(self, idx: int) -> Path:
+        """The ``.txt`` label file of image ``idx`` (it may not exist: an image without objects)."""
+        return (self.labels_dir / Path(self.records[idx].file_name)).with_suffix(".txt")
+
+    def raw_boxes(self, idx: int) -> List[RawBox]:
+        """The label file's boxes in pixels (the image header gives the size), unclipped."""
+        info = self.image_info(idx)
+        width, height = float(info["width"]), float(info["height"])
+        rows = self._labels[self.records[idx].image_id].tolist()
+        name = self.label_file(idx).name
+        return [RawBox((x1 * width, y1 * height, x2 * width, y2 * height), int(c) + 1, f"'{name}' box {k + 1}")
+                for k, (c, x1, y1, x2, y2) in enumerate(rows)]
 
     def load_target(self, idx: int, height: int, width: int) -> Target:
         """Build the target of image ``idx`` decoded at ``height`` x ``width`` (see class doc)."""

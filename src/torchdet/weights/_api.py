@@ -14,10 +14,11 @@ import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, Optional, Type, Union
 
 from torch import Tensor
 
+from torchdet.checkpoint import CheckpointError, RunCheckpoint
 from torchdet.weights import hub
 
 __all__ = ["Weights", "WeightsEnum", "LocalWeights", "UnknownWeightsError", "WeightsLike"]
@@ -190,21 +191,18 @@ class LocalWeights:
         return self._checkpoint
 
     def _training_meta(self) -> Dict[str, Any]:
-        """categories / builder / builder_kwargs recorded in a torchdet training checkpoint, if any."""
-        checkpoint = self._load()
-        if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
+        """categories / builder / builder_kwargs recorded in a torchdet run checkpoint, if any."""
+        try:
+            checkpoint = RunCheckpoint.from_dict(self._load(), self.path)
+        except CheckpointError:  # a plain state_dict, or not a torchdet run checkpoint
             return {}
         meta: Dict[str, Any] = {}
-        builder_kwargs = checkpoint.get("builder_kwargs")
-        if isinstance(builder_kwargs, Mapping):
-            meta["builder_kwargs"] = dict(builder_kwargs)
-        if isinstance(checkpoint.get("builder"), str):
-            meta["builder"] = checkpoint["builder"]
-        categories = _label_names(checkpoint.get("categories"))
-        if categories is not None:
-            num_classes = meta.get("builder_kwargs", {}).get("num_classes")
-            if num_classes is None or num_classes == len(categories):
-                meta["categories"] = categories
+        if checkpoint.builder_kwargs:
+            meta["builder_kwargs"] = dict(checkpoint.builder_kwargs)
+        if checkpoint.builder is not None:
+            meta["builder"] = checkpoint.builder
+        if checkpoint.categories:
+            meta["categories"] = list(checkpoint.categories)
         return meta
 
     def get_state_dict(self, progress: bool = True, check_hash: bool = True) -> Dict[str, Tensor]:
@@ -221,16 +219,6 @@ class LocalWeights:
 
     def __repr__(self) -> str:
         return f"LocalWeights({str(self.path)!r})"
-
-
-def _label_names(categories: Any) -> Optional[List[str]]:
-    """``[{"id", "name"}, ...]`` (label ``i + 1`` is ``categories[i]``) -> ``["__background__", names...]``."""
-    if not isinstance(categories, (list, tuple)) or not categories:
-        return None
-    names = [c.get("name") if isinstance(c, Mapping) else c for c in categories]
-    if not all(isinstance(n, str) for n in names):
-        return None
-    return names if names[0] == "__background__" else ["__background__", *names]
 
 
 WeightsLike = Union[WeightsEnum, LocalWeights]

@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+
+from torchdet.atomic import atomic_path
 
 __all__ = [
     "CheckpointDownloadError",
@@ -105,13 +106,6 @@ def _progress_bar(total: Optional[int], name: str, enabled: bool) -> Any:
                 disable=not enabled, file=sys.stderr, leave=True)
 
 
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def download_to_file(
     url: str,
     dst: PathLike,
@@ -145,43 +139,37 @@ def download_to_file(
             f"{dst.name} is not in the cache and could not be downloaded from {url}: {reason}. "
             f"{_where_to_put(url, dst)} {hint}".rstrip()) from e
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
     received = 0
     total: Optional[int] = None
     try:
-        f = os.fdopen(fd, "wb")
         length = response.headers.get("Content-Length")
         total = int(length) if length is not None and length.isdigit() else None
         digest = hashlib.sha256()
-        with f, _progress_bar(total, dst.name, progress) as bar:
-            while True:
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    break
-                f.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-        if total is not None and received != total:
-            raise CheckpointDownloadError(
-                f"the download of {url} broke off after {received} of {total} bytes; nothing was kept in "
-                f"{dst.parent}. Try again, or: {_where_to_put(url, dst)}")
-        sha256 = digest.hexdigest()
-        if expected_hash_prefix is not None and not sha256.startswith(expected_hash_prefix):
-            raise CheckpointHashError(
-                f"the file downloaded from {url} has SHA-256 {sha256[:16]}..., which does not start with "
-                f"{expected_hash_prefix!r} as its name {dst.name!r} requires: it is corrupt or not the "
-                f"official file, and was not kept. Try again, or: {_where_to_put(url, dst)}")
-        os.replace(tmp, dst)
+        with atomic_path(dst, durable=True) as tmp:
+            with open(tmp, "wb") as f, _progress_bar(total, dst.name, progress) as bar:
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and received != total:
+                raise CheckpointDownloadError(
+                    f"the download of {url} broke off after {received} of {total} bytes; nothing was kept in "
+                    f"{dst.parent}. Try again, or: {_where_to_put(url, dst)}")
+            sha256 = digest.hexdigest()
+            if expected_hash_prefix is not None and not sha256.startswith(expected_hash_prefix):
+                raise CheckpointHashError(
+                    f"the file downloaded from {url} has SHA-256 {sha256[:16]}..., which does not start with "
+                    f"{expected_hash_prefix!r} as its name {dst.name!r} requires: it is corrupt or not the "
+                    f"official file, and was not kept. Try again, or: {_where_to_put(url, dst)}")
     except (http.client.HTTPException, OSError) as e:
-        _remove_quietly(tmp)
         raise CheckpointDownloadError(
             f"the download of {url} broke off after {received}"
             f"{f' of {total}' if total is not None else ''} bytes ({type(e).__name__}: {e}); nothing was "
             f"kept in {dst.parent}. Try again, or: {_where_to_put(url, dst)}") from e
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
     finally:
         response.close()
     return dst
