@@ -63,7 +63,7 @@ class QualityRun:
 
 
 def _scores(model: torch.nn.Module, val_set: Any, categories: Sequence[str]) -> tuple:
-    from torchdet.engine.evaluate import evaluate_model
+    from torchdet.evaluation.evaluate import evaluate_model
 
     result = evaluate_model(model, val_set, device=torch.device("cpu"), model_categories=categories, batch_size=4)
     stats = result.coco.metrics["bbox"]
