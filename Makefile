@@ -27,16 +27,18 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -n 2 -m slow
 
+# torchvision's figures: the stored file (the README's table), or BASELINE=live where torchvision imports.
+BASELINE ?= benchmarks/baselines/torchvision_cpu.json
 bench: setup
-	$(PY) -m torchdet.cli benchmark
+	$(PY) -m torchdet.cli benchmark --baseline $(BASELINE)
 
-# Issue 8's long runs: training step (3 builders), everything (latency, batch 4, train, memory),
+# The long runs: training step (3 builders), everything (latency, batch 4, train, memory),
 # torch.compile of the backbone, and where a builder's training step spends its time.
 bench-train: setup
-	$(PY) -m torchdet.cli benchmark --train
+	$(PY) -m torchdet.cli benchmark --train --baseline $(BASELINE)
 
 bench-all: setup
-	$(PY) -m torchdet.cli benchmark --all --json runs/bench.json
+	$(PY) -m torchdet.cli benchmark --all --json runs/bench.json --baseline $(BASELINE)
 
 bench-compile: setup
 	$(PY) -m torchdet.cli benchmark --compile

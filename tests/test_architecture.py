@@ -20,8 +20,7 @@ LAYERS: List[Tuple[str, Set[str]]] = [
     ("ops", {"ops"}),
     ("weights", {"weights"}),
     ("backbones", {"backbones"}),
-    # engine/builders.py and engine/tiny_models.py are moving to models/registry.py and models/tiny.py
-    ("models", {"models", "engine.builders", "engine.tiny_models"}),
+    ("models", {"models"}),
     ("data", {"data", "visualization"}),
     ("inference", {"inference"}),
     ("evaluation", {"evaluation"}),

@@ -12,7 +12,7 @@ from torchdet.backbones.fpn import resnet_fpn_backbone
 from torchdet.ops import fusion
 from torchdet.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 from torchdet.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, SqueezeExcitation
-from torchdet.weights.registry import DETECTION_BUILDERS, get_model_builder
+from torchdet.models.registry import get_model_builder, list_models
 
 # SSD's VGG needs enough pixels to survive its extra stride-2 layers; the others take a small image.
 _INPUT_HW: Dict[str, Tuple[int, int]] = {"ssd300_vgg16": (300, 300), "ssdlite320_mobilenet_v3_large": (160, 160)}
@@ -68,7 +68,7 @@ _DISTINCT_BACKBONES = {
 
 def test_distinct_backbones_cover_the_zoo() -> None:
     covered = set(_DISTINCT_BACKBONES) | {b for same in _DISTINCT_BACKBONES.values() for b in same}
-    assert covered == set(DETECTION_BUILDERS)
+    assert covered == set(list_models(module="torchdet.models"))
 
 
 @pytest.mark.parametrize("builder", list(_DISTINCT_BACKBONES))

@@ -6,25 +6,26 @@ import sys
 
 import pytest
 
-from torchdet.bench.latency import REFERENCE_CONV_GFLOP, format_table, load_builder, run_latency, torchvision_baseline
-from torchdet.weights.registry import DETECTION_BUILDERS
+from torchdet.bench.baseline import REPO_BASELINE, read_baseline
+from torchdet.bench.latency import REFERENCE_CONV_GFLOP, format_table, load_builder, run_latency, zoo_builders
 
 
 def test_every_builder_loads_and_has_a_torchvision_figure():
-    assert len(DETECTION_BUILDERS) == 12
-    assert set(torchvision_baseline()) == set(DETECTION_BUILDERS)
-    assert all(callable(load_builder(name)) for name in DETECTION_BUILDERS)
+    assert len(zoo_builders()) == 12 and "fcos_tiny" not in zoo_builders()
+    assert set(read_baseline(REPO_BASELINE).eval_refs) == set(zoo_builders())
+    assert all(callable(load_builder(name)) for name in zoo_builders())
     with pytest.raises(ValueError, match="unknown builder"):
         load_builder("resnet50")
 
 
 def test_run_latency_reports_ratio_op_shares_and_gflops(tmp_path):
     lines = []
-    results = run_latency(["fasterrcnn_mobilenet_v3_large_320_fpn"], threads=1, repeats=1,
-                          height=96, width=128, json_out=tmp_path / "bench.json", echo=lines.append)
+    baseline = read_baseline(REPO_BASELINE)
+    results = run_latency(["fasterrcnn_mobilenet_v3_large_320_fpn"], threads=1, repeats=1, height=96, width=128,
+                          json_out=tmp_path / "bench.json", echo=lines.append, baseline=baseline)
     (r,) = results
     assert r.ms > 0 and r.conv_ref_ms > 0
-    assert r.ratio == r.in_conv_refs / torchvision_baseline()[r.builder]["in_conv_refs"]
+    assert r.ratio == r.in_conv_refs / baseline.eval_refs[r.builder]
     assert 0.0 < r.op_share["roi_align"] < 1.0 and 0.0 <= r.op_share["nms"] < 1.0
     # the 320 model resizes to 320 on the short side: its convs alone are well above 0.1 GFLOP
     assert r.gflop > 0.1

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from torchdet.bench.train_step import (TRAIN_BUILDERS, format_train, random_targets, run_train,
-                                       torchvision_train_baseline)
+from torchdet.bench.baseline import REPO_BASELINE, read_baseline
+from torchdet.bench.train_step import TRAIN_BUILDERS, format_train, random_targets, run_train
 
 
 def test_every_train_builder_has_a_torchvision_figure():
-    assert set(TRAIN_BUILDERS) <= set(torchvision_train_baseline())
+    assert set(TRAIN_BUILDERS) <= set(read_baseline(REPO_BASELINE).train_refs)
 
 
 def test_random_targets_are_valid_and_seeded():
@@ -27,10 +27,12 @@ def test_random_targets_are_valid_and_seeded():
 
 def test_train_step_figures_are_consistent():
     lines = []
-    (r,) = run_train(["ssdlite320_mobilenet_v3_large"], repeats=1, height=64, width=80, echo=lines.append)
+    baseline = read_baseline(REPO_BASELINE)
+    (r,) = run_train(["ssdlite320_mobilenet_v3_large"], repeats=1, height=64, width=80, echo=lines.append,
+                     baseline=baseline)
     assert r.images == 2 and r.ms > 0 and min(r.forward_ms, r.backward_ms, r.optimizer_ms) > 0
     assert r.ms == pytest.approx(r.forward_ms + r.backward_ms + r.optimizer_ms)  # one repeat: parts add up
-    tv = torchvision_train_baseline()[r.builder]["in_conv_refs"]
+    tv = baseline.train_refs[r.builder]
     assert r.in_conv_refs == pytest.approx(r.ms / r.conv_ref_ms) and r.ratio == pytest.approx(r.in_conv_refs / tv)
     assert set(r.losses) == {"bbox_regression", "classification"}
     assert r.gflop > 0 and r.fraction == pytest.approx(r.gflops / r.conv_ref_gflops)

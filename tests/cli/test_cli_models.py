@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 
 from torchdet.cli import main
-from torchdet.engine.builders import ZOO_BUILDERS
+from torchdet.models.registry import list_models
 
 
 def test_table_lists_every_builder(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ZOO_BUILDERS:
+    for name in list_models(module="torchdet.models"):
         assert name in out
     assert "fcos_tiny" in out and "box AP" in out
 

@@ -14,7 +14,7 @@ BUILDER = "ssdlite320_mobilenet_v3_large"
 @pytest.fixture
 def cached_default(tmp_path, monkeypatch):
     """Random weights saved in a private $TORCH_HOME under the DEFAULT weights' official file name."""
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
     from torchdet.weights.registry import get_model_weights
 
     home = tmp_path / "torch_home"

@@ -109,7 +109,7 @@ def test_crowd_excluded_and_degenerate_boxes_dropped_with_count(tmp_path):
         _ann(3, 1, [5, 5, 0, 8]),  # zero width
         _ann(4, 1, [70, 5, 5, 5]),  # entirely right of the 60 px wide image: zero width once clipped
     ]
-    with pytest.warns(UserWarning, match=r"2 annotation\(s\) have a box of zero width or height"):
+    with pytest.warns(UserWarning, match=r"dropping 2 annotation\(s\) whose box has no area.*annotation id\(s\) \[3, 4\]"):
         dataset = CocoDetection(write_coco(tmp_path, anns, [{"id": 1, "name": "a"}]))
     _, target = dataset[0]
     assert target["boxes"].tolist() == [[1.0, 1.0, 11.0, 11.0]]

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from _oracle import assert_detections_match, build_filled, load_case  # noqa: E402
 from torchdet.cli import main  # noqa: E402
-from torchdet.engine.builders import get_builder  # noqa: E402
+from torchdet.models.registry import get_model_builder as get_builder  # noqa: E402
 from torchdet.export.onnx import run_onnx  # noqa: E402
 
 NAME = "ssdlite320_mobilenet_v3_large"

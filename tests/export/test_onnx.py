@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from _oracle import assert_detections_match, build_filled, load_case  # noqa: E402
-from torchdet.engine.builders import get_builder  # noqa: E402
+from torchdet.models.registry import get_model_builder as get_builder  # noqa: E402
 from torchdet.export.onnx import run_onnx, to_onnx  # noqa: E402
 
 FAST = ["fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large"]

@@ -25,7 +25,7 @@ def test_a_weights_only_file_needs_the_builder(tmp_path):
 
 
 def test_a_checkpoint_loads_as_its_recorded_builder(tmp_path):
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
 
     kwargs = {"num_classes": 3, "min_size": 64, "max_size": 64}
     model = build_model("fcos_tiny", kwargs)

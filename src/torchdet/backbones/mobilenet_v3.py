@@ -19,6 +19,7 @@ from torchdet.backbones.mobilenet_v2 import _make_divisible
 from torchdet.ops.misc import Conv2dNormActivation, SqueezeExcitation
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights
 from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
+from torchdet.weights.registry import register_model
 
 __all__ = ["InvertedResidualConfig", "InvertedResidual", "MobileNetV3", "mobilenet_v3_large", "mobilenet_v3_small"]
 
@@ -235,6 +236,7 @@ def _build(arch: str, weights: Any, kwargs: dict) -> MobileNetV3:
     return MobileNetV3(setting, last_channel, **kwargs)
 
 
+@register_model(task="classification", pretrained=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 def mobilenet_v3_large(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> MobileNetV3:
     """MobileNetV3-Large. kwargs: dilated, reduced_tail (or _reduced_tail), width_mult, and
     MobileNetV3's (norm_layer, num_classes, dropout, ...).

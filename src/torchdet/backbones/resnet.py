@@ -15,6 +15,7 @@ from torchdet.backbones._weights_pending import require_no_weights
 from torchdet.ops.fusion import conv_norm
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
+from torchdet.weights.registry import register_model
 
 __all__ = [
     "BasicBlock",
@@ -272,6 +273,7 @@ def resnet34(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> Re
     return _resnet("resnet34", BasicBlock, [3, 4, 6, 3], weights, progress, **kwargs)
 
 
+@register_model(task="classification", pretrained=ResNet50_Weights.IMAGENET1K_V1)
 def resnet50(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> ResNet:
     """ResNet-50. kwargs go to ResNet (norm_layer, num_classes, zero_init_residual, ...).
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchdet.backbones._weights_pending import require_no_weights
 from torchdet.weights.backbone import VGG16_Weights
 from torchdet.weights.builder_support import load_weights, resolve_backbone_weights
+from torchdet.weights.registry import register_model
 
 __all__ = ["VGG", "make_layers", "vgg16", "vgg16_bn"]
 
@@ -81,6 +82,7 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+@register_model(task="classification", pretrained=VGG16_Weights.IMAGENET1K_V1)
 def vgg16(*, weights: Any = None, progress: bool = True, **kwargs: Any) -> VGG:
     """VGG-16 (config "D", no batch norm). kwargs go to VGG (num_classes, init_weights, dropout).
 

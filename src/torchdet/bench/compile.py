@@ -19,8 +19,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from torchdet.bench.latency import _median_ms, benchmark_image, build_eval_model, reference_conv_ms
-from torchdet.weights.registry import DETECTION_BUILDERS
+from torchdet.bench.latency import _median_ms, benchmark_image, build_eval_model, reference_conv_ms, zoo_builders
 
 COMPILE_TARGETS = ("backbone", "model")
 
@@ -163,7 +162,7 @@ def run_compile(builders: Optional[List[str]] = None, target: str = "backbone", 
          f"C++ compiler: {compiler or 'none found'}")
     image = benchmark_image(height, width)
     results = []
-    for name in builders or DETECTION_BUILDERS:
+    for name in builders or zoo_builders():
         results.append(measure_compile(name, image, target, repeats=repeats))
         table = format_compile(results[-1:]).splitlines()
         echo("\n".join(table if len(results) == 1 else table[-1:]))

@@ -2,9 +2,9 @@
 
 The reference conv is `conv2d(x [1,256,100,136], w [256,256,3,3], padding=1)` in float32
 (16.04 GFLOP), timed in the same process as the models: absolute times drift between
-machines and runs, the ratio `latency / conv_ref` holds much better. torchvision's figures,
-measured the same way on this machine kind, ship beside this module
-(`torchvision_cpu.json`), so `ratio = ours_in_conv_refs / torchvision_in_conv_refs`.
+machines and runs, the ratio `latency / conv_ref` holds much better. torchvision's figure comes
+from `torchdet.bench.baseline`: measured live on the same image where torchvision imports, or
+read from a baseline file; `ratio = ours_in_conv_refs / torchvision_in_conv_refs`.
 
 The share of time spent in nms and roi_align comes from one more run, timed by the ops
 themselves (`torchdet.ops._profiling.op_timer`). The FLOPs of the forward come from one more
@@ -22,11 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from torchdet.bench.baseline import Baseline, resolve_baseline, torchvision_builder
 from torchdet.bench.fill import fill_state_dict
+from torchdet.models.registry import get_model_record, registered_models
 from torchdet.ops._profiling import op_timer
-from torchdet.weights.registry import DETECTION_BUILDERS, get_model_builder
-
-HERE = Path(__file__).parent
 
 PROFILED_OPS = ("nms", "roi_align")
 REFERENCE_CONV_GFLOP = 2 * 256 * 256 * 9 * 100 * 136 / 1e9  # 16.04
@@ -48,15 +47,16 @@ class LatencyResult:
     fraction: Optional[float] = None
 
 
+def zoo_builders() -> List[str]:
+    """The detectors with published weights (torchvision's twelve), in the registry's order."""
+    return [r.name for r in registered_models("detection", with_weights=True)]
+
+
 def load_builder(name: str) -> Callable[..., torch.nn.Module]:
-    if name not in DETECTION_BUILDERS:
-        raise ValueError(f"unknown builder {name!r}; choose from {', '.join(DETECTION_BUILDERS)}")
-    return get_model_builder(name)
-
-
-def torchvision_baseline() -> Dict[str, dict]:
-    with open(HERE / "torchvision_cpu.json") as f:
-        return json.load(f)["builders"]
+    """The zoo builder called ``name`` (an error naming the choices for anything else)."""
+    if name not in zoo_builders():
+        raise ValueError(f"unknown builder {name!r}; choose from {', '.join(zoo_builders())}")
+    return get_model_record(name).builder
 
 
 def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
@@ -76,8 +76,8 @@ def settle_allocator() -> None:
     glibc hands blocks above a moving threshold (128 KiB at start) to mmap and returns them on
     free, so every call pays fresh zeroed pages for them; freeing a block raises the threshold
     to that block's size, up to 32 MiB. The reference conv's buffers (about 27 MB) thus cost
-    10k page faults per call in a fresh process (100-105 ms measured) and none once a model has
-    run (88 ms). Freeing one 30 MiB block first puts every measurement in the second state, so
+    about 10k page faults per call in a fresh process, and none once a model has run (a visibly
+    faster conv). Freeing one 30 MiB block first puts every measurement in the second state, so
     the reference conv is timed at its fault-free speed: the conservative choice, since a slow
     reference would flatter every ratio. Harmless elsewhere.
     """
@@ -113,15 +113,31 @@ def op_shares(model: torch.nn.Module, images: List[torch.Tensor]) -> Dict[str, f
     return {op: seconds.get(op, 0.0) / total for op in PROFILED_OPS}
 
 
-def build_eval_model(name: str) -> torch.nn.Module:
-    """The builder with default kwargs and the baseline's weights (fill seed 3), in eval mode."""
-    model = load_builder(name)(weights=None, weights_backbone=None)
+def build_eval_model(name: str, builder: Optional[Callable[..., torch.nn.Module]] = None) -> torch.nn.Module:
+    """The builder (default: ours called ``name``) with default kwargs and the baseline's weights (fill
+    seed 3), in eval mode."""
+    model = (builder or load_builder(name))(weights=None, weights_backbone=None)
     fill_state_dict(model, 3)
     return model.eval()
 
 
+def torchvision_in_conv_refs(name: str, image: torch.Tensor, baseline: Optional[Baseline], repeats: int,
+                             warmup: int, conv_ms: float) -> Optional[float]:
+    """torchvision's latency for ``name`` in reference convs: timed now on ``image`` (live), or the file's."""
+    if baseline is None:
+        return None
+    if not baseline.live:
+        return baseline.eval_refs.get(name)
+    builder = torchvision_builder(name)
+    if builder is None:
+        return None
+    model = build_eval_model(name, builder)
+    with torch.no_grad():
+        return _median_ms(lambda: model([image]), repeats, warmup) / conv_ms
+
+
 def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: int = 1,
-                    baseline: Optional[Dict[str, dict]] = None, flops: bool = True) -> LatencyResult:
+                    baseline: Optional[Baseline] = None, flops: bool = True) -> LatencyResult:
     """Build with the baseline's weights (fill seed 3), then time eval on one image.
 
     With ``flops``, also count the forward's FLOPs and report the achieved GFLOP/s, the
@@ -135,7 +151,7 @@ def measure_builder(name: str, image: torch.Tensor, repeats: int = 5, warmup: in
         detections = len(model([image])[0]["boxes"])
     conv_ms = reference_conv_ms()
     in_refs = ms / conv_ms
-    tv = (baseline or {}).get(name, {}).get("in_conv_refs")
+    tv = torchvision_in_conv_refs(name, image, baseline, repeats, warmup, conv_ms)
     result = LatencyResult(
         builder=name, ms=ms, conv_ref_ms=conv_ms, in_conv_refs=in_refs,
         torchvision_in_conv_refs=tv, ratio=(in_refs / tv) if tv else None,
@@ -177,13 +193,16 @@ def format_table(results: List[LatencyResult]) -> str:
 
 def run_latency(builders: Optional[List[str]] = None, threads: int = 2, repeats: int = 5,
                 height: int = 480, width: int = 640, json_out: Optional[Path] = None,
-                echo: Callable[[str], None] = print, flops: bool = True) -> List[LatencyResult]:
+                echo: Callable[[str], None] = print, flops: bool = True,
+                baseline: Optional[Baseline] = None) -> List[LatencyResult]:
+    """Time each builder (default: the zoo) beside torchvision's figure (``baseline``; default
+    ``resolve_baseline()``)."""
     torch.set_num_threads(threads)
-    names = builders or DETECTION_BUILDERS
-    baseline = torchvision_baseline()
+    names = builders or zoo_builders()
+    baseline = baseline or resolve_baseline()
     image = benchmark_image(height, width)
     echo(f"torch {torch.__version__}, {threads} threads, one {height}x{width} image, median of {repeats}; "
-         f"ratio = ours / torchvision, both in reference convs (<= 1.0 is faster)")
+         f"ratio = ours / torchvision, both in reference convs (<= 1.0 is faster); torchvision: {baseline.source}")
     if flops:
         echo("GFLOP: forward FLOPs (FlopCounterMode); GFLOP/s = GFLOP / latency; ref/s: the reference "
              "conv's GFLOP/s in this process; frac% = GFLOP/s / ref/s")

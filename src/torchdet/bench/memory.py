@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from torchdet.weights.registry import DETECTION_BUILDERS
+from torchdet.bench.latency import zoo_builders
 
 
 @dataclass
@@ -110,7 +110,7 @@ def run_memory(builders: Optional[List[str]] = None, height: int = 480, width: i
     echo(f"\nPeak RSS of eval on one {height}x{width} image ({runs} runs, {allocator}), one fresh process per "
          f"builder: peak while building, RSS after import+build, peak after eval, and the increment eval adds")
     results = []
-    for name in builders or DETECTION_BUILDERS:
+    for name in builders or zoo_builders():
         results.append(measure_in_subprocess(name, height, width, threads, runs, tune_allocator))
         table = format_memory(results[-1:]).splitlines()
         echo("\n".join(table if len(results) == 1 else table[-1:]))
@@ -119,7 +119,7 @@ def run_memory(builders: Optional[List[str]] = None, height: int = 480, width: i
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Peak RSS of one builder's eval (prints one JSON line).")
-    parser.add_argument("builder", choices=DETECTION_BUILDERS)
+    parser.add_argument("builder", choices=zoo_builders())
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2)

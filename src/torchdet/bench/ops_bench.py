@@ -1,4 +1,4 @@
-"""A/B timings of the eager fast paths of the core ops against their plain forms (issue 8).
+"""A/B timings of the eager fast paths of the core ops against their plain forms.
 
     PYTHONPATH=src .venv/bin/python -m torchdet.bench.ops_bench [--threads N] [--repeats R] [--quick]
 
@@ -59,7 +59,7 @@ def captured_nms_calls(builder_name: str) -> List[NMSCall]:
     """
     from torchdet.bench.fill import fill_state_dict
     from torchdet.models import dense_prediction
-    from torchdet.weights.registry import get_model_builder
+    from torchdet.models.registry import get_model_builder
 
     calls: List[NMSCall] = []
     original = dense_prediction.batched_nms_top

@@ -13,8 +13,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from torchdet.bench.latency import benchmark_image, build_eval_model
-from torchdet.weights.registry import DETECTION_BUILDERS
+from torchdet.bench.latency import benchmark_image, build_eval_model, zoo_builders
 
 
 @dataclass
@@ -76,7 +75,7 @@ def run_throughput(builders: Optional[List[str]] = None, batch: int = 4, repeats
     echo(f"\nBatch throughput: {batch} images of {height}x{width} in one call vs {batch} single calls, "
          f"interleaved, median of {repeats}; speedup = batch img/s / single img/s (target >= 1.3x)")
     results = []
-    for name in builders or DETECTION_BUILDERS:
+    for name in builders or zoo_builders():
         results.append(measure_throughput(name, images, repeats=repeats))
         table = format_throughput(results[-1:]).splitlines()
         echo("\n".join(table if len(results) == 1 else table[-1:]))

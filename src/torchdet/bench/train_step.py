@@ -1,6 +1,7 @@
 """One training step (forward, backward, SGD step) per builder, beside torchvision's figure.
 
-Setup, as `torchvision_cpu_train.json` was measured: ``weights=None, weights_backbone=None``
+torchvision's figure comes from `torchdet.bench.baseline` (live, or the ``train`` table of a
+baseline file). Setup, as both are measured: ``weights=None, weights_backbone=None``
 (so BatchNorm trains and every backbone layer is trainable), 2 images of 480x640 with 3 boxes
 each, median of 5 steps after one warm-up step, the step also expressed in reference convs.
 The boxes and labels come from a seeded generator (valid boxes, ``x1 < x2`` and ``y1 < y2``);
@@ -13,7 +14,6 @@ of the steps.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -22,8 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from torchdet.bench.baseline import Baseline, resolve_baseline, torchvision_builder
 from torchdet.bench.flops import count_call_flops
-from torchdet.bench.latency import HERE, _opt, benchmark_image, flop_rate, load_builder, reference_conv_ms
+from torchdet.bench.latency import _opt, benchmark_image, flop_rate, load_builder, reference_conv_ms
+from torchdet.models.registry import get_model_record
 
 TRAIN_BUILDERS = ["fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large"]
 NUM_BOXES = 3
@@ -46,11 +48,6 @@ class TrainStepResult:
     gflops: Optional[float] = None
     conv_ref_gflops: Optional[float] = None
     fraction: Optional[float] = None
-
-
-def torchvision_train_baseline() -> Dict[str, dict]:
-    with open(HERE / "torchvision_cpu_train.json") as f:
-        return json.load(f)
 
 
 def random_targets(num_images: int, height: int, width: int, num_boxes: int = NUM_BOXES,
@@ -83,16 +80,11 @@ def random_targets(num_images: int, height: int, width: int, num_boxes: int = NU
     return targets
 
 
-def _target_kinds(model: torch.nn.Module) -> Tuple[bool, int]:
-    """(needs masks, number of keypoints) for the model's training targets."""
-    roi_heads = getattr(model, "roi_heads", None)
-    has_mask = getattr(roi_heads, "has_mask", None)
-    has_keypoint = getattr(roi_heads, "has_keypoint", None)
-    needs_masks = bool(has_mask()) if callable(has_mask) else False
-    keypoints = 0
-    if callable(has_keypoint) and has_keypoint():
-        keypoints = int(roi_heads.keypoint_predictor.out_channels)
-    return needs_masks, keypoints
+def _target_kinds(name: str, model: torch.nn.Module) -> Tuple[bool, int]:
+    """(needs masks, number of keypoints) for the training targets of builder ``name``'s ``model``."""
+    outputs = get_model_record(name).outputs
+    keypoints = int(model.roi_heads.keypoint_predictor.out_channels) if "keypoints" in outputs else 0
+    return "masks" in outputs, keypoints
 
 
 @dataclass
@@ -103,13 +95,14 @@ class TrainSetup:
     targets: List[Dict[str, torch.Tensor]]
 
 
-def train_setup(name: str, num_images: int = 2, height: int = 480, width: int = 640,
-                seed: int = 0) -> TrainSetup:
-    """The model in train mode (random init, seeded), its SGD optimizer, images and targets."""
+def train_setup(name: str, num_images: int = 2, height: int = 480, width: int = 640, seed: int = 0,
+                builder: Optional[Callable[..., torch.nn.Module]] = None) -> TrainSetup:
+    """The model of ``builder`` (default: ours called ``name``) in train mode (random init, seeded),
+    its SGD optimizer, images and targets."""
     torch.manual_seed(seed)
-    model = load_builder(name)(weights=None, weights_backbone=None)
+    model = (builder or load_builder(name))(weights=None, weights_backbone=None)
     model.train()
-    masks, keypoints = _target_kinds(model)
+    masks, keypoints = _target_kinds(name, model)
     images = [benchmark_image(height, width, seed=i) for i in range(num_images)]
     targets = random_targets(num_images, height, width, masks=masks, num_keypoints=keypoints, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -131,10 +124,8 @@ def train_step(setup: TrainSetup, clock: Callable[[], float] = time.perf_counter
     return [t1 - t0, t2 - t1, t3 - t2], {k: float(v.detach()) for k, v in losses.items()}
 
 
-def measure_train_step(name: str, num_images: int = 2, height: int = 480, width: int = 640,
-                       repeats: int = 5, warmup: int = 1, flops: bool = True,
-                       baseline: Optional[Dict[str, dict]] = None) -> TrainStepResult:
-    setup = train_setup(name, num_images, height, width)
+def _step_ms(setup: TrainSetup, repeats: int, warmup: int, name: str) -> Tuple[float, List[float], Dict[str, float]]:
+    """(median step ms, median [forward, backward, optimizer] ms, the last losses)."""
     for _ in range(warmup):
         train_step(setup)
     parts, totals, losses = [], [], {}
@@ -144,11 +135,32 @@ def measure_train_step(name: str, num_images: int = 2, height: int = 480, width:
         totals.append(sum(times))
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"{name}: a loss is not finite after {warmup + repeats} steps: {losses}")
-    ms = 1000 * statistics.median(totals)
-    fwd, bwd, opt = (1000 * statistics.median(p[i] for p in parts) for i in range(3))
+    return 1000 * statistics.median(totals), [1000 * statistics.median(p[i] for p in parts) for i in range(3)], losses
+
+
+def torchvision_train_in_conv_refs(name: str, num_images: int, height: int, width: int, repeats: int, warmup: int,
+                                   baseline: Optional[Baseline], conv_ms: float) -> Optional[float]:
+    """torchvision's training step for ``name`` in reference convs: timed now on the same inputs (live),
+    or the file's."""
+    if baseline is None:
+        return None
+    if not baseline.live:
+        return baseline.train_refs.get(name)
+    builder = torchvision_builder(name)
+    if builder is None:
+        return None
+    setup = train_setup(name, num_images, height, width, builder=builder)
+    return _step_ms(setup, repeats, warmup, f"torchvision's {name}")[0] / conv_ms
+
+
+def measure_train_step(name: str, num_images: int = 2, height: int = 480, width: int = 640,
+                       repeats: int = 5, warmup: int = 1, flops: bool = True,
+                       baseline: Optional[Baseline] = None) -> TrainStepResult:
+    setup = train_setup(name, num_images, height, width)
+    ms, (fwd, bwd, opt), losses = _step_ms(setup, repeats, warmup, name)
     conv_ms = reference_conv_ms()
     in_refs = ms / conv_ms
-    tv = (baseline or {}).get(name, {}).get("in_conv_refs")
+    tv = torchvision_train_in_conv_refs(name, num_images, height, width, repeats, warmup, baseline, conv_ms)
     result = TrainStepResult(builder=name, images=num_images, ms=ms, forward_ms=fwd, backward_ms=bwd,
                              optimizer_ms=opt, conv_ref_ms=conv_ms, in_conv_refs=in_refs,
                              torchvision_in_conv_refs=tv, ratio=(in_refs / tv) if tv else None, losses=losses)
@@ -173,8 +185,8 @@ def format_train(results: List[TrainStepResult]) -> str:
 
 def run_train(builders: Optional[List[str]] = None, num_images: int = 2, repeats: int = 5,
               height: int = 480, width: int = 640, flops: bool = True,
-              echo: Callable[[str], None] = print) -> List[TrainStepResult]:
-    baseline = torchvision_train_baseline()
+              echo: Callable[[str], None] = print, baseline: Optional[Baseline] = None) -> List[TrainStepResult]:
+    baseline = baseline or resolve_baseline()
     echo(f"\nTraining step: forward + backward + SGD step, {num_images} images of {height}x{width} with "
          f"{NUM_BOXES} boxes each, weights=None, median of {repeats}; ratio = ours / torchvision in reference "
          f"convs (target <= 1.0); GFLOP counts forward + backward")

@@ -1,4 +1,4 @@
-"""`torchdet benchmark`: issue 8's measurements, each beside its reference figure.
+"""`torchdet benchmark`: the speed and memory measurements, each beside its reference figure.
 
 Sections (each prints a table; `--json` writes them all):
 
@@ -12,6 +12,9 @@ Sections (each prints a table; `--json` writes them all):
 
 With none of `--latency/--batch/--train/--memory/--compile` the latency table runs; with some,
 only those; `--all` runs latency, batch 4, train and memory.
+
+torchvision's figures (`--baseline`): measured live where torchvision imports, else the stored
+file of a checkout (`benchmarks/baselines/torchvision_cpu.json`), else none; or a file you name.
 """
 from __future__ import annotations
 
@@ -43,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
                               "input": [3, args.height, args.width], "repeats": args.repeats,
                               "allocator_tuned": tuned}
 
+    from torchdet.bench.baseline import resolve_baseline
+
+    baseline = resolve_baseline(args.baseline)
+    report["baseline"] = baseline.source
+
     if args.profile:
         from torchdet.bench.latency import load_builder
         from torchdet.bench.profile import run_profile
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         from torchdet.bench.latency import run_latency
 
         results = run_latency(builders=builders, threads=args.threads, repeats=args.repeats,
-                              flops=not args.no_flops, **size)
+                              flops=not args.no_flops, baseline=baseline, **size)
         report["latency"] = [asdict(r) for r in results]
     if batch:
         from torchdet.bench.throughput import run_throughput
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
         train_builders = args.train_builders or None
         report["train"] = [asdict(r) for r in run_train(train_builders, repeats=args.repeats,
-                                                        flops=not args.no_flops, **size)]
+                                                        flops=not args.no_flops, baseline=baseline, **size)]
     if args.memory or args.all:
         from torchdet.bench.memory import run_memory
 
@@ -95,18 +103,22 @@ def _write_json(path: Path, report: Dict[str, Any]) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "benchmark", help="time the builders against torchvision's figures (make bench, make bench-all)",
+        "benchmark", help="time the builders against torchvision's (make bench, make bench-all)",
         description="Eval latency of each builder on one image (median after warm-up), the same "
                     "figure in reference convs beside torchvision's, the share of time in nms "
                     "and roi_align, and the achieved GFLOP/s beside the reference conv's. Further "
                     "sections on request: batch throughput, training step, peak memory, "
                     "torch.compile, and a per-stage profile of one builder.")
     parser.add_argument("--builders", nargs="*", metavar="NAME", help="builders to measure (default: all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the baseline)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the stored baseline)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per builder (median reported)")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--json", type=Path, help="also write every section's results to this JSON file")
+    parser.add_argument("--baseline", metavar="PATH|live|none",
+                        help="torchvision's figures: 'live' (time torchvision's builders here, on the same inputs "
+                             "and threads), a baseline JSON file, or 'none'. Default: live where torchvision "
+                             "imports, else benchmarks/baselines/torchvision_cpu.json when run from a checkout")
     parser.add_argument("--tune-allocator", action="store_true",
                         help="first call torchdet.runtime.tune_cpu_allocator, as the other torchdet commands do "
                              "(off by default, so the ratios against torchvision compare code with code)")
@@ -115,7 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sections.add_argument("--no-flops", action="store_true",
                           help="skip the FLOP count (GFLOP/s columns) of the latency and train tables")
     sections.add_argument("--batch", type=int, metavar="N", default=0,
-                          help="batch throughput: N images in one call vs N single calls (issue 8: 4)")
+                          help="batch throughput: N images in one call vs N single calls (--all: 4)")
     sections.add_argument("--train", action="store_true",
                           help="training step (forward, backward, SGD) on 2 images, beside torchvision's; "
                                "with --profile: profile a training step")

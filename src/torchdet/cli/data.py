@@ -61,7 +61,7 @@ def run_check(args: argparse.Namespace) -> int:
     dataset = _open(args)
     model = None
     if args.model:
-        from torchdet.engine.builders import build_model
+        from torchdet.models.registry import build_model
 
         model = build_model(args.model, {"num_classes": dataset.num_classes})
     report = check_dataset(dataset, decode=not args.no_decode, model=model)

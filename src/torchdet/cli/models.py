@@ -8,33 +8,32 @@ from typing import Any, Dict, List
 
 
 def model_rows() -> List[Dict[str, Any]]:
-    """One dict per builder: name, outputs, weights names, params, GFLOPs, COCO AP, file size."""
-    from torchdet.engine.builders import TINY_BUILDERS, ZOO_BUILDERS, model_outputs
-    from torchdet.weights.registry import get_model_weights
+    """One dict per registered detector: name, outputs, input size, weights names, params, GFLOPs,
+    COCO AP, file size (None where it has no published weights)."""
+    from torchdet.models.registry import registered_models
 
     rows = []
-    for name in ZOO_BUILDERS:
-        enum = get_model_weights(name)
-        default = enum.DEFAULT
-        meta = default.meta
-        metrics = next(iter(meta.get("_metrics", {}).values()), {})
-        rows.append({
-            "builder": name,
-            "outputs": model_outputs(name),
-            "weights": [m for m in enum.__members__ if m != "DEFAULT"],
-            "default_weights": f"{enum.__name__}.{default.name}",
-            "num_classes": len(meta.get("categories", [])),
-            "params_m": round(meta.get("num_params", 0) / 1e6, 1),
-            "gflops": meta.get("_ops"),
-            "box_ap": metrics.get("box_map"),
-            "mask_ap": metrics.get("mask_map"),
-            "kp_ap": metrics.get("kp_map"),
-            "file_mb": meta.get("_file_size"),
-        })
-    for name in TINY_BUILDERS:
-        rows.append({"builder": name, "outputs": model_outputs(name), "weights": [], "default_weights": None,
-                     "num_classes": None, "params_m": None, "gflops": None, "box_ap": None, "mask_ap": None,
-                     "kp_ap": None, "file_mb": None})
+    for record in registered_models("detection"):
+        row: Dict[str, Any] = {"builder": record.name, "outputs": list(record.outputs),
+                               "input_size": "x".join(map(str, record.fixed_size)) if record.fixed_size else "free",
+                               "weights": [], "default_weights": None, "num_classes": None, "params_m": None,
+                               "gflops": None, "box_ap": None, "mask_ap": None, "kp_ap": None, "file_mb": None}
+        enum = record.weights
+        if enum is not None:
+            meta = enum.DEFAULT.meta
+            metrics = next(iter(meta.get("_metrics", {}).values()), {})
+            row.update({
+                "weights": [m for m in enum.__members__ if m != "DEFAULT"],
+                "default_weights": f"{enum.__name__}.{enum.DEFAULT.name}",
+                "num_classes": len(meta.get("categories", [])),
+                "params_m": round(meta.get("num_params", 0) / 1e6, 1),
+                "gflops": meta.get("_ops"),
+                "box_ap": metrics.get("box_map"),
+                "mask_ap": metrics.get("mask_map"),
+                "kp_ap": metrics.get("kp_map"),
+                "file_mb": meta.get("_file_size"),
+            })
+        rows.append(row)
     return rows
 
 
@@ -47,9 +46,9 @@ def _cell(value: Any) -> str:
 
 
 def format_table(rows: List[Dict[str, Any]]) -> str:
-    columns = [("builder", "builder"), ("outputs", "outputs"), ("params_m", "params(M)"), ("gflops", "GFLOPs"),
-               ("box_ap", "box AP"), ("mask_ap", "mask AP"), ("kp_ap", "kp AP"), ("file_mb", "file(MB)"),
-               ("weights", "weights")]
+    columns = [("builder", "builder"), ("outputs", "outputs"), ("input_size", "input"), ("params_m", "params(M)"),
+               ("gflops", "GFLOPs"), ("box_ap", "box AP"), ("mask_ap", "mask AP"), ("kp_ap", "kp AP"),
+               ("file_mb", "file(MB)"), ("weights", "weights")]
     cells = [[_cell(r[k]) for k, _ in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)).rstrip()]
@@ -66,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(format_table(rows))
-    print("\nAP: COCO val2017 of the published weights (DEFAULT). fcos_tiny / fasterrcnn_tiny are small "
-          "from-scratch detectors (no published weights).\nUse a builder with `torchdet train --model NAME`, "
+    tiny = [r["builder"] for r in model_rows() if r["default_weights"] is None]
+    print("\nAP: COCO val2017 of the published weights (DEFAULT). input: free (the short side is resized) "
+          f"or the fixed size every image is resized to. {' / '.join(tiny)} are small from-scratch detectors "
+          "(no published weights).\nUse a builder with `torchdet train --model NAME`, "
           "or its weights with `torchdet predict --model NAME --weights DEFAULT`.")
     return 0
 

@@ -97,12 +97,16 @@ def parse_simple_yaml(text: str) -> Dict[str, Any]:
         import yaml  # type: ignore[import-not-found]
     except ImportError:
         yaml = None
-    if yaml is not None:
-        loaded = yaml.safe_load(text)
-        if not isinstance(loaded, dict):
-            raise ValueError("the YAML document is not a mapping of keys to values")
-        return loaded
+    if yaml is None:
+        return parse_yaml_subset(text)
+    loaded = yaml.safe_load(text)
+    if not isinstance(loaded, dict):
+        raise ValueError("the YAML document is not a mapping of keys to values")
+    return loaded
 
+
+def parse_yaml_subset(text: str) -> Dict[str, Any]:
+    """`parse_simple_yaml` without PyYAML: the subset it describes, errors naming the line."""
     result: Dict[str, Any] = {}
     current_key: Optional[str] = None
     for number, raw in enumerate(text.splitlines(), start=1):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from torchdet import distributed
 from torchdet.atomic import write_json
 from torchdet.data.formats import open_dataset
-from torchdet.engine.builders import model_outputs
+from torchdet.models.registry import model_outputs
 from torchdet.evaluation.coco_eval import format_metrics
 from torchdet.evaluation.evaluate import EvalResult, evaluate_model
 from torchdet.inference.loading import load_inference_model

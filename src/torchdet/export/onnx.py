@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from torchdet.atomic import atomic_path
 from torchdet.export.keypoints import traceable_keypoint_decoding
+from torchdet.weights.registry import outputs_of
 
 __all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
 
@@ -139,8 +140,9 @@ def to_onnx(
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
-    decoding = traceable_keypoint_decoding() if _has_key(model, "keypoints") else contextlib.nullcontext()
-    names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if _has_key(model, k)]
+    outputs = outputs_of(model)
+    decoding = traceable_keypoint_decoding() if "keypoints" in outputs else contextlib.nullcontext()
+    names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in outputs]
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {"images": {2: "height", 3: "width"}}
@@ -160,15 +162,6 @@ def to_onnx(
 
             onnx.save(loop_over_batch(onnx.load(str(partial))), str(partial))
     return path
-
-
-def _has_key(model: nn.Module, key: str) -> bool:
-    heads = getattr(model, "roi_heads", None)
-    if key == "masks":
-        return getattr(heads, "mask_predictor", None) is not None
-    if key == "keypoints":
-        return getattr(heads, "keypoint_predictor", None) is not None
-    return False
 
 
 def run_onnx(path: Union[str, Path], images: Tensor) -> Dict[str, Tensor]:

@@ -22,15 +22,22 @@ Log = Callable[[str], None]
 def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[str] = None,
             num_classes: Optional[int] = None, score_thresh: float = 0.5, batch_size: int = 4, workers: int = 0,
             device: Optional[str] = None, skip_bad_images: bool = False, draw: bool = True,
-            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo) -> PredictResult:
-    """Detect objects in image files; write `out/predictions.json` and the annotated pictures."""
+            picture_scale: float = 1.0, overrides: Optional[Dict[str, Any]] = None, log: Log = echo,
+            slicing: Optional[Dict[str, Any]] = None) -> PredictResult:
+    """Detect objects in image files; write `out/predictions.json` and the annotated pictures.
+
+    `slicing`: predict tile by tile, with these `torchdet.inference.slicing.SlicedPredictor` options."""
     if not 0.0 <= score_thresh <= 1.0:
         raise ValueError(f"--score-thresh must be in [0, 1], got {score_thresh}")
     dev = distributed.resolve_device(device)
     overrides = dict(overrides or {})
     net, spec, ckpt = load_inference_model(weights, model_name=model, num_classes=num_classes,
                                            overrides=overrides, device=dev)
-    _lower_model_threshold(net, score_thresh)
+    lower_score_threshold(net, score_thresh)
+    if slicing:
+        from torchdet.inference.slicing import SlicedPredictor
+
+        net = SlicedPredictor(net, **slicing)
     paths = expand_sources(sources)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +54,7 @@ def predict(weights: str, sources: Sequence[str], *, out: str, model: Optional[s
     return result
 
 
-def _lower_model_threshold(model: nn.Module, score_thresh: float) -> None:
+def lower_score_threshold(model: nn.Module, score_thresh: float) -> None:
     """Let detections down to `score_thresh` through the model's own filter (RCNN box_score_thresh,
     one-stage score_thresh) when it is stricter."""
     for holder, attr in ((getattr(model, "roi_heads", None), "score_thresh"), (model, "score_thresh")):

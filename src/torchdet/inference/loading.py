@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.checkpoint import BACKGROUND, ModelSpec, RunCheckpoint
-from torchdet.engine.builders import build_model, get_builder
+from torchdet.models.registry import build_model, get_model_builder as get_builder
 from torchdet.weights import hub
 
 

@@ -1,8 +1,6 @@
 """The detection zoo: torchvision's twelve builders, their model classes and parts, their weights enums and
 the registry (``get_model("fasterrcnn_resnet50_fpn", weights="DEFAULT")``), with torchvision's names."""
-from torchdet.models.anchor_utils import AnchorGenerator
-from torchdet.models.box_coder import BoxCoder, BoxLinearCoder
-from torchdet.models.default_boxes import DefaultBoxGenerator
+# The families register their builders as they load, in torchvision's documentation order.
 from torchdet.models.faster_rcnn import (
     FastRCNNConvFCHead,
     FastRCNNPredictor,
@@ -13,15 +11,6 @@ from torchdet.models.faster_rcnn import (
     fasterrcnn_resnet50_fpn,
     fasterrcnn_resnet50_fpn_v2,
 )
-from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn
-from torchdet.models.generalized_rcnn import GeneralizedRCNN
-from torchdet.models.image_list import ImageList
-from torchdet.models.keypoint_rcnn import (
-    KeypointRCNN,
-    KeypointRCNNHeads,
-    KeypointRCNNPredictor,
-    keypointrcnn_resnet50_fpn,
-)
 from torchdet.models.mask_rcnn import (
     MaskRCNN,
     MaskRCNNHeads,
@@ -29,7 +18,12 @@ from torchdet.models.mask_rcnn import (
     maskrcnn_resnet50_fpn,
     maskrcnn_resnet50_fpn_v2,
 )
-from torchdet.models.matcher import Matcher, SSDMatcher
+from torchdet.models.keypoint_rcnn import (
+    KeypointRCNN,
+    KeypointRCNNHeads,
+    KeypointRCNNPredictor,
+    keypointrcnn_resnet50_fpn,
+)
 from torchdet.models.retinanet import (
     RetinaNet,
     RetinaNetClassificationHead,
@@ -38,11 +32,18 @@ from torchdet.models.retinanet import (
     retinanet_resnet50_fpn,
     retinanet_resnet50_fpn_v2,
 )
+from torchdet.models.fcos import FCOS, FCOSHead, fcos_resnet50_fpn
+from torchdet.models.ssd import SSD, SSDHead, ssd300_vgg16
+from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
+from torchdet.models.anchor_utils import AnchorGenerator
+from torchdet.models.box_coder import BoxCoder, BoxLinearCoder
+from torchdet.models.default_boxes import DefaultBoxGenerator
+from torchdet.models.generalized_rcnn import GeneralizedRCNN
+from torchdet.models.image_list import ImageList
+from torchdet.models.matcher import Matcher, SSDMatcher
 from torchdet.models.roi_heads import RoIHeads
 from torchdet.models.rpn import RegionProposalNetwork, RPNHead
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
-from torchdet.models.ssd import SSD, SSDHead, ssd300_vgg16
-from torchdet.models.ssdlite import SSDLiteHead, ssdlite320_mobilenet_v3_large
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights, VGG16_Weights
 from torchdet.weights.detection import (
@@ -59,7 +60,7 @@ from torchdet.weights.detection import (
     SSD300_VGG16_Weights,
     SSDLite320_MobileNet_V3_Large_Weights,
 )
-from torchdet.weights.registry import get_model, get_model_builder, get_model_weights, get_weight, list_models
+from torchdet.models.registry import get_model, get_model_builder, get_model_weights, get_weight, list_models
 
 __all__ = [
     # builders

@@ -1,4 +1,4 @@
-"""For detection builders without published weights (the engine's tiny models): accept ``weights`` and
+"""For detection builders without published weights (``torchdet.models.tiny``): accept ``weights`` and
 ``weights_backbone`` as torchvision's builders do, and refuse any value. The zoo's builders load theirs
 through ``torchdet.weights``."""
 from typing import Any

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.generalized_rcnn import GeneralizedRCNN
+from torchdet.models.one_stage import require_out_channels
 from torchdet.models.roi_heads import RoIHeads
 from torchdet.models.rpn import RegionProposalNetwork, RPNHead
 from torchdet.models.transform import GeneralizedRCNNTransform
@@ -22,6 +23,8 @@ from torchdet.weights.detection import (
     FasterRCNN_ResNet50_FPN_V2_Weights,
     FasterRCNN_ResNet50_FPN_Weights,
 )
+from torchdet.weights.presets import IMAGENET_MEAN, IMAGENET_STD
+from torchdet.weights.registry import register_model
 
 __all__ = [
     "FasterRCNN",
@@ -33,10 +36,6 @@ __all__ = [
     "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_mobilenet_v3_large_320_fpn",
 ]
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
 
 def _default_anchorgen() -> AnchorGenerator:
     """One anchor size per FPN level (32 ... 512) with three aspect ratios."""
@@ -145,11 +144,7 @@ class FasterRCNN(GeneralizedRCNN):
                  box_batch_size_per_image: int = 512, box_positive_fraction: float = 0.25,
                  bbox_reg_weights: Optional[Tuple[float, float, float, float]] = None,
                  **kwargs: Any) -> None:
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError(
-                "backbone should contain an attribute out_channels specifying the number of output channels "
-                "(assumed to be the same for all the levels); set backbone.out_channels = <channels>."
-            )
+        require_out_channels(backbone)
         if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
             raise TypeError(
                 "rpn_anchor_generator should be of type AnchorGenerator or None "
@@ -193,8 +188,8 @@ class FasterRCNN(GeneralizedRCNN):
 
         transform = GeneralizedRCNNTransform(
             min_size, max_size,
-            IMAGENET_MEAN if image_mean is None else image_mean,
-            IMAGENET_STD if image_std is None else image_std,
+            list(IMAGENET_MEAN) if image_mean is None else image_mean,
+            list(IMAGENET_STD) if image_std is None else image_std,
             **kwargs,
         )
         super().__init__(backbone, rpn, roi_heads, transform)
@@ -203,6 +198,8 @@ class FasterRCNN(GeneralizedRCNN):
 # ---- builders -----------------------------------------------------------------------------------
 
 
+@register_model(pretrained=FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                             num_classes: Optional[int] = None,
                             weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
@@ -224,6 +221,8 @@ def fasterrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = T
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(pretrained=FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def fasterrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = True,
                                num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
                                trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FasterRCNN:
@@ -268,6 +267,8 @@ def _fasterrcnn_mobilenet_v3_large_fpn(name: str, weights_enum: Type[WeightsEnum
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(pretrained=FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+                pretrained_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                                       num_classes: Optional[int] = None,
                                       weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
@@ -285,6 +286,8 @@ def fasterrcnn_mobilenet_v3_large_fpn(*, weights: Optional[Any] = None, progress
         trainable_backbone_layers=trainable_backbone_layers, **kwargs)
 
 
+@register_model(pretrained=FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+                pretrained_backbone=MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 def fasterrcnn_mobilenet_v3_large_320_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                                           num_classes: Optional[int] = None,
                                           weights_backbone: Optional[Any] = MobileNet_V3_Large_Weights.IMAGENET1K_V1,

@@ -31,6 +31,7 @@ from torchdet.ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import FCOS_ResNet50_FPN_Weights
+from torchdet.weights.registry import register_model
 
 __all__ = ["FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead", "fcos_resnet50_fpn"]
 
@@ -289,6 +290,7 @@ class FCOS(OneStageDetector):
         return detections
 
 
+@register_model(pretrained=FCOS_ResNet50_FPN_Weights.COCO_V1, pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def fcos_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
                       weights_backbone: Any = ResNet50_Weights.IMAGENET1K_V1,
                       trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> FCOS:

@@ -12,6 +12,7 @@ from torchdet.ops.poolers import MultiScaleRoIAlign
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_num_keypoints, resolve_weights
 from torchdet.weights.detection import KeypointRCNN_ResNet50_FPN_Weights
+from torchdet.weights.registry import register_model
 
 __all__ = ["KeypointRCNN", "KeypointRCNNHeads", "KeypointRCNNPredictor", "keypointrcnn_resnet50_fpn"]
 
@@ -143,6 +144,8 @@ class KeypointRCNN(FasterRCNN):
         self.roi_heads.keypoint_predictor = keypoint_predictor
 
 
+@register_model(outputs=("boxes", "keypoints"), pretrained=KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def keypointrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                               num_classes: Optional[int] = None, num_keypoints: Optional[int] = None,
                               weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,

@@ -18,6 +18,7 @@ from torchdet.ops.poolers import MultiScaleRoIAlign
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import MaskRCNN_ResNet50_FPN_V2_Weights, MaskRCNN_ResNet50_FPN_Weights
+from torchdet.weights.registry import register_model
 
 __all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"]
 
@@ -163,6 +164,8 @@ class MaskRCNN(FasterRCNN):
 # ---- builders -----------------------------------------------------------------------------------
 
 
+@register_model(outputs=("boxes", "masks"), pretrained=MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def maskrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = True,
                           num_classes: Optional[int] = None,
                           weights_backbone: Optional[Any] = ResNet50_Weights.IMAGENET1K_V1,
@@ -185,6 +188,8 @@ def maskrcnn_resnet50_fpn(*, weights: Optional[Any] = None, progress: bool = Tru
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(outputs=("boxes", "masks"), pretrained=MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def maskrcnn_resnet50_fpn_v2(*, weights: Optional[Any] = None, progress: bool = True,
                              num_classes: Optional[int] = None, weights_backbone: Optional[Any] = None,
                              trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> MaskRCNN:

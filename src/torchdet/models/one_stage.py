@@ -18,12 +18,9 @@ from torchdet.models.dense_prediction import as_feature_list, model_outputs
 from torchdet.models.transform import GeneralizedRCNNTransform
 from torchdet.models.validation import validate_image_list, validate_inputs
 from torchdet.ops.boxes import box_iou
+from torchdet.weights.presets import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["OneStageDetector", "unmatched", "require_out_channels", "detection_transform"]
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
 
 def unmatched(anchors: Tensor) -> Tensor:
     """``[M]`` matched index -1 (background) for every one of ``[M, 4]`` anchors: an image with no boxes."""
@@ -35,7 +32,7 @@ def require_out_channels(backbone: nn.Module) -> None:
     if not hasattr(backbone, "out_channels"):
         raise ValueError(
             "backbone should contain an attribute out_channels specifying the number of output channels "
-            "(assumed to be the same for all the levels)"
+            "(assumed to be the same for all the levels); set backbone.out_channels = <channels>."
         )
 
 

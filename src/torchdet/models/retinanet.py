@@ -32,6 +32,7 @@ from torchdet.ops.misc import Conv2dNormActivation
 from torchdet.weights.backbone import ResNet50_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import RetinaNet_ResNet50_FPN_V2_Weights, RetinaNet_ResNet50_FPN_Weights
+from torchdet.weights.registry import register_model
 
 __all__ = [
     "RetinaNet",
@@ -296,6 +297,8 @@ class RetinaNet(OneStageDetector):
         return detections
 
 
+@register_model(pretrained=RetinaNet_ResNet50_FPN_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
                            weights_backbone: Any = ResNet50_Weights.IMAGENET1K_V1,
                            trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> RetinaNet:
@@ -307,6 +310,8 @@ def retinanet_resnet50_fpn(*, weights: Any = None, progress: bool = True, num_cl
     return model if r.weights is None else load_weights(model, r.weights, progress=progress)
 
 
+@register_model(pretrained=RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1,
+                pretrained_backbone=ResNet50_Weights.IMAGENET1K_V1)
 def retinanet_resnet50_fpn_v2(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
                               weights_backbone: Any = None, trainable_backbone_layers: Optional[int] = None,
                               **kwargs: Any) -> RetinaNet:

@@ -27,8 +27,7 @@ def _conv_head_eager(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> T
     In eval on the CPU the conv stack runs channels-last (oneDNN's fast layout; the backbone
     already uses it) on chunks of about 16 MiB of activations: 100 RoIs at once would keep
     40-80 MB buffers, which miss the cache and, above glibc's 32 MB mmap threshold, come back
-    as fresh zeroed pages on every layer. Measured on 2 threads for 100 RoIs: the keypoint head
-    4.4 -> 3.9 s, the mask head 0.89 -> 0.67 s. Training and other devices run it whole.
+    as fresh zeroed pages on every layer. Training and other devices run it whole.
     """
     if head.training or predictor.training or pooled.device.type != "cpu" or torch.jit.is_tracing() \
             or pooled.dim() != 4 or pooled.shape[0] == 0:

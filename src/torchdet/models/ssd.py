@@ -29,6 +29,7 @@ from torchdet.ops.boxes import clip_boxes_to_image
 from torchdet.weights.backbone import VGG16_Weights
 from torchdet.weights.builder_support import load_weights, resolve_weights
 from torchdet.weights.detection import SSD300_VGG16_Weights
+from torchdet.weights.registry import register_model
 
 __all__ = [
     "SSD",
@@ -293,7 +294,7 @@ class SSDFeatureExtractorVGG(nn.Module):
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if not self.training:
-            x = _channels_last_on_cpu(x)  # eval on the CPU: oneDNN's convs are faster in NHWC (481 -> 444 ms)
+            x = _channels_last_on_cpu(x)  # eval on the CPU: oneDNN's convs are faster in NHWC
         x = self.features(x)
         output = [self.scale_weight.view(1, -1, 1, 1) * F.normalize(x)]
         for block in self.extra:
@@ -316,6 +317,8 @@ def _vgg_extractor(backbone: VGG, highres: bool, trainable_layers: int) -> SSDFe
     return SSDFeatureExtractorVGG(features, highres)
 
 
+@register_model(fixed_size=(300, 300), pretrained=SSD300_VGG16_Weights.COCO_V1,
+                pretrained_backbone=VGG16_Weights.IMAGENET1K_FEATURES)
 def ssd300_vgg16(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
                  weights_backbone: Any = VGG16_Weights.IMAGENET1K_FEATURES,
                  trainable_backbone_layers: Optional[int] = None, **kwargs: Any) -> SSD:

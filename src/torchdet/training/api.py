@@ -15,7 +15,8 @@ from torch import nn
 from torchdet import distributed
 from torchdet.checkpoint import ModelSpec, RunCheckpoint
 from torchdet.data.formats import category_ids, open_dataset, voc_class_names
-from torchdet.engine.builders import build_model, builder_accepts, get_builder, model_outputs
+from torchdet.models.registry import build_model, builder_accepts, model_outputs
+from torchdet.models.registry import get_model_builder as get_builder
 from torchdet.inference.loading import load_inference_model
 from torchdet.progress import echo
 from torchdet.training.loop import TrainConfig, Trainer, TrainResult

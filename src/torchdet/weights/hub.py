@@ -42,6 +42,8 @@ __all__ = [
     "read_checkpoint",
     "state_dict_from_checkpoint",
     "load_state_dict_into",
+    "state_dict_mismatch",
+    "describe_mismatch",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -304,24 +306,30 @@ def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, Tensor]) -> T
     return missing, unexpected, reshaped
 
 
+def describe_mismatch(model: nn.Module, state_dict: Mapping[str, Tensor]) -> Optional[str]:
+    """Why ``state_dict`` does not fit ``model``, listing a few keys of each kind, or None when it fits."""
+    missing, unexpected, reshaped = state_dict_mismatch(model, state_dict)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} keys of the model are missing from it ({_examples(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} of its keys are not in the model ({_examples(unexpected)})")
+    if reshaped:
+        shown = ", ".join(f"{k!r}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in reshaped[:5])
+        more = f", ... ({len(reshaped) - 5} more)" if len(reshaped) > 5 else ""
+        parts.append(f"{len(reshaped)} tensors have other shapes ({shown}{more})")
+    return "; ".join(parts) or None
+
+
 def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str) -> nn.Module:
     """``model.load_state_dict(state_dict)`` (strict), or an error listing a few keys that do not fit.
 
     ``source`` names the checkpoint in the message (a file path or ``Enum.MEMBER``).
     """
-    missing, unexpected, reshaped = state_dict_mismatch(model, state_dict)
-    if missing or unexpected or reshaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} keys of the model are missing from it ({_examples(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} of its keys are not in the model ({_examples(unexpected)})")
-        if reshaped:
-            shown = ", ".join(f"{k!r}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in reshaped[:5])
-            more = f", ... ({len(reshaped) - 5} more)" if len(reshaped) > 5 else ""
-            parts.append(f"{len(reshaped)} tensors have other shapes ({shown}{more})")
+    problem = describe_mismatch(model, state_dict)
+    if problem:
         raise CheckpointMismatchError(
-            f"the checkpoint {source} does not fit this {type(model).__name__}: " + "; ".join(parts) + ". "
+            f"the checkpoint {source} does not fit this {type(model).__name__}: {problem}. "
             "It was saved from another architecture or configuration: build the model it came from "
             "(same builder, num_classes, num_keypoints ...).")
     try:

@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ObjectDetection", "ImageClassification", "to_float_image", "pil_to_tensor"]
+__all__ = ["ObjectDetection", "ImageClassification", "to_float_image", "pil_to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+# ImageNet's per-channel mean and std of 0..1 RGB: the normalisation of the backbones' weights.
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def _is_pil(img: Any) -> bool:
@@ -94,8 +98,8 @@ class ImageClassification(nn.Module):
         *,
         crop_size: int,
         resize_size: int = 256,
-        mean: Tuple[float, ...] = (0.485, 0.456, 0.406),
-        std: Tuple[float, ...] = (0.229, 0.224, 0.225),
+        mean: Tuple[float, ...] = IMAGENET_MEAN,
+        std: Tuple[float, ...] = IMAGENET_STD,
         antialias: bool = True,
     ) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from torchdet.models._weights_pending import require_no_weights
 from torchdet.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+from torchdet.weights.registry import register_model
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -67,6 +68,7 @@ class TinyBackbone(nn.Module):
         return out
 
 
+@register_model()
 def fcos_tiny(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
               weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 128, 128),
               blocks: Union[int, Sequence[int]] = (0, 1, 1, 1, 1), returned_stages: Sequence[int] = (2, 3, 4),
@@ -94,6 +96,7 @@ def fcos_tiny(*, weights: Any = None, progress: bool = True, num_classes: Option
     return FCOS(backbone, num_classes, anchor_generator=anchor_generator, head=head, **kwargs)
 
 
+@register_model()
 def fasterrcnn_tiny(*, weights: Any = None, progress: bool = True, num_classes: Optional[int] = None,
                     weights_backbone: Any = None, channels: Sequence[int] = (16, 32, 64, 128, 128),
                     blocks: Union[int, Sequence[int]] = (0, 1, 1, 1, 1), returned_stages: Sequence[int] = (2, 3, 4),

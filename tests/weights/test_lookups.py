@@ -1,4 +1,4 @@
-"""list_models / get_model / get_model_weights / get_weight."""
+"""torchvision's registry API on the model registry: list_models / get_model / get_model_weights / get_weight."""
 from __future__ import annotations
 
 import importlib
