@@ -52,7 +52,7 @@ def test_cli_says_the_recipe_and_records_flags_over_it(tiny_shapes, tmp_path, ca
 def test_validation_recalibrates_stale_batchnorm(tiny_shapes, tmp_path):
     from torchdet.checkpoint import ModelSpec
     from torchdet.data.formats import open_dataset
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
 
     train_set = open_dataset("coco", str(tiny_shapes["train"]))
     val_set = open_dataset("coco", str(tiny_shapes["val"]))

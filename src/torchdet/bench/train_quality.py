@@ -75,7 +75,7 @@ def plain_loop(builder: str, train_set: Any, val_set: Any, *, iterations: int = 
     """Train ``builder`` from scratch with the torchvision-reference loop described in the module doc."""
     from torchdet.data.collate import collate_fn
     from torchdet.data.transforms import RandomHorizontalFlip
-    from torchdet.engine.builders import build_model
+    from torchdet.models.registry import build_model
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -114,15 +114,14 @@ def plain_loop(builder: str, train_set: Any, val_set: Any, *, iterations: int = 
 def recipe_run(builder: str, files: Dict[str, Path], *, iterations: int = 360, batch_size: int = 4,
                out_dir: Path, recipe: Optional[str] = None, seed: int = 0, log: Log = print) -> QualityRun:
     """Train ``builder`` from scratch with ``torchdet train``'s recipe; one validation per epoch."""
-    from torchdet.engine import api
-    from torchdet.engine.train import TrainConfig
+    from torchdet.training import api
 
     images = len(json.loads(Path(files["train"]).read_text())["images"])
     per_epoch = images // batch_size
     epochs = max(1, math.ceil(iterations / per_epoch))
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, workers=0, progress=False)
-    result = api.train(builder, str(files["train"]), val_data=str(files["val"]), out=str(out_dir), config=config,
-                       epochs=epochs, weights_backbone=None, log=lambda m: None)
+    settings = {"batch_size": batch_size, "seed": seed, "workers": 0, "progress": False}
+    result = api.train(builder, str(files["train"]), val_data=str(files["val"]), out=str(out_dir), recipe=recipe,
+                       settings=settings, epochs=epochs, weights_backbone=None, log=log)
     run = QualityRun("recipe", builder)
     seconds = 0.0
     for row in result.history:
@@ -183,22 +182,29 @@ def plot_curves(runs: Sequence[QualityRun], path: Path) -> Path:
 
 
 def run_train_quality(builders: Sequence[str] = BUILDERS, *, iterations: int = 360, out: Path = Path("runs/train_quality"),
-                      seed: int = 0, log: Log = print) -> List[Dict[str, Any]]:
-    """Generate the data (once), run both loops per builder, write ``report.json`` and ``curves.png``."""
+                      seed: int = 0, splits: Optional[Dict[str, int]] = None, batch_size: int = 4,
+                      log: Log = print) -> List[Dict[str, Any]]:
+    """Generate the data (once), run both loops per builder, write ``report.json`` and ``curves.png``.
+
+    ``splits`` overrides the dataset's size (default 240 training and 60 validation images)."""
     from torchdet.data.coco import CocoDetection
     from torchdet.data.synthetic_parts import make_parts_dataset
 
     out = Path(out)
     data = out / "parts"
     files = ({s: data / s / "_annotations.coco.json" for s in ("train", "val")}
-             if (data / "val" / "_annotations.coco.json").exists() else make_parts_dataset(data, seed=seed))
+             if (data / "val" / "_annotations.coco.json").exists()
+             else make_parts_dataset(data, **({"splits": splits} if splits else {}), seed=seed))
     train_set, val_set = CocoDetection(files["train"]), CocoDetection(files["val"])
     rows, runs = [], []
     for builder in builders:
         log(f"{builder}: plain loop, {iterations} iterations")
-        plain = plain_loop(builder, train_set, val_set, iterations=iterations, seed=seed, log=log)
+        per_epoch = len(train_set) // batch_size
+        plain = plain_loop(builder, train_set, val_set, iterations=iterations, batch_size=batch_size,
+                           eval_every=per_epoch, seed=seed, log=log)
         log(f"{builder}: torchdet train's recipe, {iterations} iterations")
-        recipe = recipe_run(builder, files, iterations=iterations, out_dir=out / builder, seed=seed, log=log)
+        recipe = recipe_run(builder, files, iterations=iterations, batch_size=batch_size, out_dir=out / builder,
+                            seed=seed, log=log)
         runs += [plain, recipe]
         rows.append(compare(plain, recipe))
         (out / "report.json").write_text(json.dumps({"rows": rows, "runs": [asdict(r) for r in runs]}, indent=1))
