@@ -60,3 +60,21 @@ def test_current_mode_follows_tracing():
     torch.jit.trace(f, torch.ones(1), check_trace=False)
     torch.fx.symbolic_trace(lambda x: f(x))
     assert seen == ["eager", "trace", "compile"]
+
+
+def test_select_can_ignore_forced(op):
+    op.register("fast", devices=("cpu",))(lambda x: 2 * x)
+    with forced("test_double", "reference"):
+        assert op.select("cpu", "eager", use_forced=False)[0] == "fast"
+
+
+def test_current_mode_is_compile_under_torch_export():
+    seen = []
+
+    class Module(torch.nn.Module):
+        def forward(self, x):
+            seen.append(current_mode())
+            return x + 1
+
+    torch.export.export(Module(), (torch.ones(2),), strict=False)
+    assert seen and set(seen) == {"compile"}

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _oracle import load_ops
+from torchdet.errors import InvalidOpInputError
 from torchdet.ops.boxes import box_iou
 from torchdet.ops.nms import batched_nms, batched_nms_top, nms
 
@@ -111,7 +112,7 @@ def test_batched_nms_classes_do_not_interact() -> None:
 
 
 def test_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError, match="boxes"):
+    with pytest.raises(InvalidOpInputError, match="boxes"):
         nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
     with pytest.raises(ValueError, match="scores"):
         nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
@@ -143,7 +144,7 @@ def test_nms_many_blocks_matches_reference() -> None:
 def test_batched_nms_grouped_path_equals_per_class_nms(side_by_side: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above 1000 boxes batched_nms groups by class (no coordinate offsets): exactly per-class NMS,
     whether the classes' passes run one after the other or side by side."""
-    nms_module = importlib.import_module("torchdet.ops.nms")
+    nms_module = importlib.import_module("torchdet.ops._nms_numpy")
     monkeypatch.setattr(nms_module, "_MIN_GROUPS_SIDE_BY_SIDE", 1 if side_by_side else 10**9)
     n = 1500
     boxes = _random_boxes(n, seed=5)
@@ -251,8 +252,8 @@ def test_scripted_nms_matches_oracle(scripted_nms: torch.jit.ScriptModule) -> No
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
 def test_scripted_nms_equals_eager(scripted_nms: torch.jit.ScriptModule, dtype: torch.dtype) -> None:
-    """Several blocks, score ties, both forms of batched_nms (offsets below 1000 boxes, grouping above,
-    the classes' passes sequential below 8 classes and side by side from 8)."""
+    """Several blocks, score ties, both forms of batched_nms (offsets up to 1000 boxes, grouping above;
+    the NumPy form runs the classes' passes one after the other below 8 classes, side by side from 8)."""
     for n, classes in [(300, 3), (700, 1), (1500, 7), (1200, 12)]:
         boxes = _random_boxes(n, seed=n).to(dtype)
         scores = torch.randint(0, 20, (n,), generator=torch.Generator().manual_seed(n + 1)).to(dtype)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from torchdet.ops.losses import sigmoid_focal_loss
 
-nms_module = importlib.import_module("torchdet.ops.nms")
+nms_module = importlib.import_module("torchdet.ops._nms_numpy")
 roi_align_module = importlib.import_module("torchdet.ops.roi_align")
 
 NMSCall = Tuple[Tensor, Tensor, Tensor, float]

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from torch.fx import _symbolic_trace
 
 __all__ = ["OpDispatcher", "Implementation", "current_mode", "forced", "MODES", "all_dispatchers"]
 
@@ -46,12 +47,12 @@ _DISPATCHERS: Dict[str, "OpDispatcher"] = {}
 _FORCED: Dict[str, str] = {}
 
 
+# is_fx_tracing is also true under torch.export (and warns so); export counts as compiling anyway.
+_FX_TRACING = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None) or getattr(_symbolic_trace, "is_fx_tracing", None)
+
+
 def _fx_tracing() -> bool:
-    try:
-        from torch.fx._symbolic_trace import is_fx_tracing
-    except ImportError:  # pragma: no cover - older torch
-        return False
-    return is_fx_tracing()
+    return _FX_TRACING() if _FX_TRACING is not None else False
 
 
 def _compiling() -> bool:
@@ -65,7 +66,9 @@ def current_mode() -> str:
     """``"compile"``, ``"trace"`` or ``"eager"``: how the calling code is being executed."""
     if _compiling() or _fx_tracing():
         return "compile"
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    # The legacy ONNX exporter runs the model under torch.jit tracing, so is_tracing covers it
+    # (torch.onnx.is_in_onnx_export imports two modules per call: too slow for every op call).
+    if torch.jit.is_tracing():
         return "trace"
     return "eager"
 
@@ -74,6 +77,8 @@ def current_mode() -> str:
 class Implementation:
     """One registered form of an op.
 
+    ``fn``: the callable, or a bundle of callables when one dispatcher serves a family of ops
+    (``nms``, ``batched_nms`` and ``batched_nms_top`` share one, so each form keeps them consistent);
     ``devices``: device types it serves (``"cpu"``, ``"cuda"``, ...), ``None`` for any;
     ``modes``: the subset of ``MODES`` it serves; higher ``priority`` wins among matches.
     """
@@ -131,9 +136,15 @@ class OpDispatcher:
         out.update((i.name, i.fn) for i in self._impls)
         return out
 
-    def select(self, device_type: str, mode: Optional[str] = None) -> Tuple[str, Callable[..., Any]]:
-        """``(name, fn)`` of the form that a call on ``device_type`` in ``mode`` runs."""
-        name = _FORCED.get(self.name)
+    def select(
+        self, device_type: str, mode: Optional[str] = None, *, use_forced: bool = True
+    ) -> Tuple[str, Callable[..., Any]]:
+        """``(name, fn)`` of the form that a call on ``device_type`` in ``mode`` runs.
+
+        ``use_forced=False`` ignores ``forced()``: what a graph node's own kernel uses to find
+        the eager form it computes with (it must not select itself again).
+        """
+        name = _FORCED.get(self.name) if use_forced else None
         if name is not None:
             return name, self.implementations()[name]
         mode = current_mode() if mode is None else mode
