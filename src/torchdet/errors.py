@@ -8,11 +8,22 @@ so ``except ValueError`` (torchdet's documented contract) and ``except Assertion
 """
 from __future__ import annotations
 
-__all__ = ["InvalidInputError", "InvalidOpInputError"]
+__all__ = ["InvalidInputError", "InvalidInputTypeError", "MissingInputKeyError", "InvalidOpInputError"]
 
 
 class InvalidInputError(ValueError, AssertionError):
     """Bad input where torchvision asserts: images, targets, anchors, RoI boxes."""
+
+
+class InvalidInputTypeError(InvalidInputError, TypeError):
+    """A wrong type or dtype (images, target boxes/labels/keypoints), where torchvision raises ``TypeError``."""
+
+
+class MissingInputKeyError(InvalidInputError, KeyError):
+    """A target dict lacks a key the model needs, where torchvision's lookup raises ``KeyError``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # KeyError would print the message's repr
 
 
 class InvalidOpInputError(ValueError, RuntimeError):

@@ -24,8 +24,7 @@ from torchdet.bench.latency import REFERENCE_CONV_GFLOP, benchmark_image, load_b
 from torchdet.ops import fusion
 
 
-def _set_fast_paths(model: torch.nn.Module, on: bool) -> None:
-    fusion.set_folding(on)
+def _set_channels_last(model: torch.nn.Module, on: bool) -> None:
     for m in model.modules():
         if hasattr(m, "channels_last"):
             m.channels_last = on
@@ -49,14 +48,16 @@ def bench(name: str, rounds: int) -> None:
         times: Dict[bool, List[float]] = {False: [], True: []}
         ref: List[float] = []
         for on in (False, True):  # warm-up (and the fold cache)
-            _set_fast_paths(model, on)
-            model([image])
+            _set_channels_last(model, on)
+            with fusion.folding(on):
+                model([image])
         for _ in range(rounds):
             ref.append(reference_conv_ms(repeats=1, warmup=0))
             for on in (False, True):
-                _set_fast_paths(model, on)
-                times[on].append(_ms(lambda: model([image])))
-    _set_fast_paths(model, True)
+                _set_channels_last(model, on)
+                with fusion.folding(on):
+                    times[on].append(_ms(lambda: model([image])))
+    _set_channels_last(model, True)
     ref_ms = statistics.median(ref)
     ref_rate = REFERENCE_CONV_GFLOP / ref_ms * 1000
     print(f"{name}: {gflop:.1f} GFLOP per forward; reference conv {ref_ms:.0f} ms ({ref_rate:.1f} GFLOP/s)")

@@ -228,3 +228,50 @@ def test_channels_last_eval_path_matches_nchw_and_training_stays_nchw():
     backbone.train()
     for name, feature in backbone(torch.rand(2, 3, 64, 96)).items():
         assert feature.is_contiguous(), name
+
+
+# --- torchvision's older calls: positional arguments and pretrained= ----------------------------
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_positional_arguments_warn_and_build_the_same_backbone():
+    torch.manual_seed(0)
+    by_keyword = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=2)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="Using 'backbone_name' and 'weights' as positional parameter"):
+        by_position = resnet_fpn_backbone("resnet18", None, trainable_layers=2)
+    assert _same_weights(by_keyword, by_position)
+    assert [p.requires_grad for p in by_position.parameters()] == [p.requires_grad for p in by_keyword.parameters()]
+    with pytest.warns(UserWarning, match="'backbone_name', 'weights', and 'fpn' as positional"):
+        plain = mobilenet_backbone("mobilenet_v3_large", None, False)
+    assert isinstance(plain, nn.Sequential)
+    with pytest.raises(TypeError, match="multiple values"):
+        resnet_fpn_backbone("resnet18", backbone_name="resnet18", weights=None)
+    with pytest.raises(TypeError, match="at most 6 arguments"):
+        resnet_fpn_backbone("resnet18", None, FrozenBatchNorm2d, 3, None, None, None)
+
+
+@pytest.mark.filterwarnings("ignore:Using .* as positional parameter")
+def test_pretrained_false_means_no_weights_with_torchvisions_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backbone = resnet_fpn_backbone(backbone_name="resnet18", pretrained=False)
+    messages = [str(w.message) for w in caught]
+    assert any("The parameter 'pretrained' is deprecated since 0.13" in m for m in messages)
+    assert any("equivalent to passing `weights=None`" in m for m in messages)
+    assert isinstance(backbone, BackboneWithFPN)
+    with pytest.warns(UserWarning, match="equivalent to passing `weights=None`"):
+        mobilenet_backbone("mobilenet_v2", False, True)  # a bool as the (positional) weights
+
+
+@pytest.mark.filterwarnings("ignore:The parameter 'pretrained' is deprecated")
+def test_pretrained_true_asks_for_the_imagenet_weights():
+    from torchdet.weights.hub import CheckpointDownloadError
+
+    with pytest.warns(UserWarning, match=r"`weights=ResNet50_Weights.IMAGENET1K_V1`"):
+        with pytest.raises(CheckpointDownloadError):  # the tests are offline: the download is refused
+            resnet_fpn_backbone(backbone_name="resnet50", pretrained=True)
+    with pytest.warns(UserWarning), pytest.raises(NotImplementedError, match="IMAGENET1K_V1"):
+        resnet_fpn_backbone(backbone_name="resnet18", pretrained=True)

@@ -257,3 +257,40 @@ def test_traced_resize_follows_the_image_size():
     keypoints = torch.tensor([[[10.0, 20.0, 1.0]]])
     traced = torch.jit.trace(resize, (keypoints, torch.zeros(1, 50, 20)), check_trace=False)
     assert traced(keypoints, torch.zeros(1, 25, 40)).tolist() == [[[25.0, 80.0, 1.0]]]
+
+
+# ---- the decoding op's forms ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_decoding_form_matches_the_reference(seed):
+    """Every registered form against the reference: keypoints within the oracle's 1 px (they agree
+    exactly unless two resized values tie to rounding), scores within 1e-4."""
+    g = torch.Generator().manual_seed(40 + seed)
+    maps = torch.cat([peaked_maps(6, 5, g), torch.randn(3, 5, 56, 56, generator=g)])
+    rois = random_rois(9, g, height=150, width=200)
+    rois[seed] = torch.tensor([3.0, 4.0, 3.5, 60.0])  # thinner than a pixel: clamped to 1
+    expected, expected_scores = keypoint_ops.keypoint_decoding_dispatch.reference(maps, rois)
+    ref, _ = decode_one_by_one(maps, rois)
+    assert (expected - ref).abs().max() <= 1.0
+    forms = keypoint_ops.keypoint_decoding_dispatch.implementations()
+    assert set(forms) == {"reference", "peak_search"}
+    for name, form in forms.items():
+        keypoints, scores = form(maps, rois)
+        assert (keypoints - expected).abs().max() <= 1.0, name
+        assert (keypoints - expected).abs().gt(1e-4).float().mean() < 0.02, name  # ties are rare
+        torch.testing.assert_close(scores, expected_scores, rtol=1e-4, atol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+def test_decoding_forms_chosen_by_mode_and_the_trace_runs_the_reference():
+    dispatch = keypoint_ops.keypoint_decoding_dispatch
+    assert [dispatch.select("cpu", mode)[0] for mode in ("eager", "trace", "compile")] == \
+        ["peak_search", "reference", "reference"]
+    g = torch.Generator().manual_seed(9)
+    maps, rois = peaked_maps(3, 4, g), random_rois(3, g, height=80, width=90)
+    traced = torch.jit.trace(heatmaps_to_keypoints, (maps, rois), check_trace=False)
+    other_maps, other_rois = peaked_maps(5, 4, g), random_rois(5, g, height=120, width=100)
+    keypoints, scores = traced(other_maps, other_rois)  # other RoI count and sizes than the trace's
+    expected, expected_scores = dispatch.reference(other_maps, other_rois)
+    torch.testing.assert_close(keypoints, expected)
+    torch.testing.assert_close(scores, expected_scores)

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torchdet.models import mask_ops
 from torchdet.models.mask_ops import (maskrcnn_inference, maskrcnn_loss, paste_masks_in_image,
                                       project_masks_on_boxes)
 
@@ -92,7 +93,7 @@ def test_maskrcnn_inference_picks_the_predicted_class_and_splits():
     assert [p.shape for p in probs] == [(2, 1, 28, 28), (0, 1, 28, 28), (3, 1, 28, 28)]
     flat = torch.cat(probs)
     for i, label in enumerate([1, 3, 0, 2, 2]):
-        assert torch.equal(flat[i, 0], logits[i, label].sigmoid())
+        torch.testing.assert_close(flat[i, 0], logits[i, label].sigmoid(), rtol=0, atol=1e-6)  # SIMD tails round differently
 
 
 # ---- pasting ---------------------------------------------------------------------------------------
@@ -186,3 +187,22 @@ def test_traced_paste_follows_the_image_size():
     out = traced(masks, boxes, torch.zeros(3, 72, 61))
     assert out.shape == (5, 1, 72, 61)
     assert torch.equal(out, paste_masks_in_image(masks, boxes, (72, 61)))
+
+
+# ---- the paste op's forms -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed,n", [(0, 7), (1, 1), (2, 0)])
+def test_every_paste_form_matches_the_reference(seed, n, monkeypatch):
+    monkeypatch.setattr(mask_ops, "_rows_per_chunk", lambda width: 3)  # several chunks
+    g = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(n, 37, 52, g)
+    masks = torch.rand(n, 1, 28, 28, generator=g)
+    expected = mask_ops.paste_masks_dispatch.reference(masks, boxes, [37, 52], 1)
+    assert expected.shape == (n, 1, 37, 52)
+    forms = mask_ops.paste_masks_dispatch.implementations()
+    assert set(forms) == {"reference", "row_chunks"}
+    assert [mask_ops.paste_masks_dispatch.select("cpu", m)[0] for m in ("eager", "trace")] == ["row_chunks", "reference"]
+    for name, form in forms.items():
+        torch.testing.assert_close(form(masks, boxes, [37, 52], 1), expected, rtol=0, atol=1e-6,
+                                   msg=lambda m: f"{name}: {m}")

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchdet.models import roi_heads
 from torchdet.models.roi_heads import RoIHeads, fastrcnn_loss
 
 
@@ -88,3 +89,19 @@ def test_eval_forward_outputs():
     assert losses == {} and len(result) == 2
     assert set(result[0]) == {"boxes", "labels", "scores"} and len(result[0]["boxes"]) == 4
     assert result[1]["boxes"].shape == (0, 4)
+
+
+def test_every_conv_head_form_matches_the_reference(monkeypatch):
+    monkeypatch.setattr(roi_heads, "_ROI_CHUNK_BYTES", 3 * 4 * 8 * 14 * 14 * 4)  # chunks of 3 RoIs
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Conv2d(8, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1)).eval()
+    predictor = nn.ConvTranspose2d(6, 4, 2, stride=2).eval()
+    pooled = torch.randn(10, 8, 14, 14)
+    forms = roi_heads.conv_head_dispatch.implementations()
+    assert set(forms) == {"reference", "channels_last_chunks"}
+    with torch.no_grad():
+        expected = predictor(head(pooled))
+        for name, form in forms.items():
+            out = form(head, predictor, pooled)
+            assert out.is_contiguous(), name
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")

@@ -82,3 +82,11 @@ def test_masks_and_keypoints():
     bad = [good[0], dict(good[1], keypoints=torch.zeros(1, 17, 3))]
     with pytest.raises(ValueError, match="image 1 has keypoints for 1 instances and 2 boxes"):
         check_targets(images, bad)
+
+
+def test_an_image_without_objects_may_carry_any_empty_keypoints():
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "keypoints": torch.zeros(17, 0, 3)}  # the layout torchvision's negative-sample test uses
+    check_targets(_images(1), [empty], require_keypoints=True)
+    with pytest.raises(ValueError, match="keypoints for 17 instances and 0 boxes"):
+        check_targets(_images(1), [dict(empty, keypoints=torch.zeros(17, 1, 3))], require_keypoints=True)

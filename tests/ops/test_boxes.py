@@ -1,6 +1,8 @@
 """Box utilities: hand-checked cases, the oracle's IoU/GIoU, and properties."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -213,3 +215,102 @@ def test_box_ops_script():
         torch.jit.script(getattr(B, name))
     assert torch.equal(torch.jit.script(B.clip_boxes_to_image)(boxes, (8, 20)), B.clip_boxes_to_image(boxes, (8, 20)))
     assert torch.equal(torch.jit.script(B.box_convert)(boxes, "xyxy", "cxcywh"), B.box_convert(boxes, "xyxy", "cxcywh"))
+
+
+# --- fmt parameters, batched pairwise ops, DIoU / CIoU, rotated formats -------------------------
+
+from torchdet.ops.boxes import complete_box_iou, distance_box_iou  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(boxes_strategy(), boxes_strategy(), st.sampled_from(["xyxy", "xywh", "cxcywh"]))
+def test_box_iou_and_area_in_any_format(boxes1: torch.Tensor, boxes2: torch.Tensor, fmt: str) -> None:
+    b1, b2 = box_convert(boxes1, "xyxy", fmt), box_convert(boxes2, "xyxy", fmt)
+    torch.testing.assert_close(box_iou(b1, b2, fmt=fmt), box_iou(boxes1, boxes2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(box_area(b1, fmt=fmt), box_area(boxes1), atol=1e-3, rtol=1e-5)
+
+
+def test_fmt_hand_worked_and_refused() -> None:
+    a = torch.tensor([[1.0, 1.0, 2.0, 2.0]])  # cxcywh: the box 0..2 x 0..2
+    b = torch.tensor([[2.0, 2.0, 2.0, 2.0]])  # cxcywh: the box 1..3 x 1..3
+    assert box_iou(a, b, fmt="cxcywh").item() == pytest.approx(1 / 7)
+    assert box_area(torch.tensor([[5.0, 5.0, 3.0, 4.0]]), fmt="xywh").item() == 12.0
+    with pytest.raises(ValueError, match="fmt='xywhr'"):
+        box_iou(a, b, fmt="xywhr")
+    with pytest.raises(ValueError, match="fmt='yxyx'"):
+        box_area(a, fmt="yxyx")
+
+
+def test_pairwise_ops_take_batches() -> None:
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(3, 5, 2, generator=g) * 20
+    b1 = torch.cat([xy, xy + 1 + torch.rand(3, 5, 2, generator=g) * 10], dim=-1)  # [3, 5, 4]
+    b2 = b1[:, :4] + torch.rand(3, 4, 4, generator=g)  # [3, 4, 4]
+    for fn in (box_iou, generalized_box_iou, distance_box_iou, complete_box_iou):
+        batched = fn(b1, b2)
+        assert batched.shape == (3, 5, 4)
+        for i in range(3):
+            torch.testing.assert_close(batched[i], fn(b1[i], b2[i]))
+    assert box_area(b1).shape == (3, 5)
+
+
+def test_distance_and_complete_iou_hand_worked() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 4.0, 2.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 4.0]])
+    diou = distance_box_iou(a, b)
+    assert diou[0, 0].item() == pytest.approx(1 / 7 - 2 / 18, abs=1e-6)
+    assert diou[1, 1].item() == pytest.approx(1 / 3 - 2 / 32, abs=1e-6)
+    ciou = complete_box_iou(a, b)
+    assert ciou[0, 0].item() == pytest.approx(diou[0, 0].item(), abs=1e-6)  # equal aspect ratios
+    v = 4 / math.pi**2 * (math.atan(2.0) - math.atan(0.5)) ** 2
+    assert ciou[1, 1].item() == pytest.approx(1 / 3 - 2 / 32 - v / (1 - 1 / 3 + v) * v, abs=1e-6)
+    torch.testing.assert_close(torch.diagonal(distance_box_iou(a, a)), torch.ones(2))
+    assert distance_box_iou(a.int(), b.int()).dtype == torch.float32
+
+
+def test_rotated_formats_hand_worked() -> None:
+    # Unrotated: a 4 x 2 box centred at (5, 5).
+    box = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0]])
+    torch.testing.assert_close(box_convert(box, "cxcywhr", "xywhr"), torch.tensor([[3.0, 4.0, 4.0, 2.0, 0.0]]))
+    corners = torch.tensor([[3.0, 4.0, 7.0, 4.0, 7.0, 6.0, 3.0, 6.0]])  # TL, TR, BR, BL
+    torch.testing.assert_close(box_convert(box, "cxcywhr", "xyxyxyxy"), corners)
+    # A 2 x 2 box at the origin turned 90 degrees counter-clockwise (y points down): the top-left
+    # corner moves to (-1, 1) and the top edge now runs upwards to (-1, -1).
+    turned = box_convert(torch.tensor([[0.0, 0.0, 2.0, 2.0, 90.0]]), "cxcywhr", "xyxyxyxy")
+    torch.testing.assert_close(turned, torch.tensor([[-1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0]]), atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(st.floats(-50, 50), st.floats(-50, 50), st.floats(1, 30), st.floats(1, 30), st.floats(-179, 179)),
+        min_size=1, max_size=5,
+    ),
+    st.sampled_from(["xywhr", "xyxyxyxy"]),
+)
+def test_rotated_round_trips(rows: list, fmt: str) -> None:
+    boxes = torch.tensor(rows, dtype=torch.float64)
+    back = box_convert(box_convert(boxes, "cxcywhr", fmt), fmt, "cxcywhr")
+    torch.testing.assert_close(back, boxes, atol=1e-6, rtol=1e-6)
+
+
+def test_rotated_and_axis_aligned_do_not_mix() -> None:
+    with pytest.raises(NotImplementedError, match="rotated"):
+        box_convert(torch.zeros(1, 4), "xyxy", "xywhr")
+    with pytest.raises(ValueError, match="xyxyr"):
+        box_convert(torch.zeros(1, 5), "xyxyr", "xywhr")
+
+
+def test_new_box_ops_trace_and_export() -> None:
+    class Ious(torch.nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return (
+                box_iou(a, b, fmt="cxcywh") + generalized_box_iou(a, b) + distance_box_iou(a, b) + complete_box_iou(a, b)
+                + box_area(a, fmt="xywh")[..., :, None]
+            )
+
+    a = torch.tensor([[[1.0, 1.0, 3.0, 4.0], [0.0, 0.0, 2.0, 2.0]]])
+    b = torch.tensor([[[2.0, 2.0, 3.0, 3.0]]])
+    expected = Ious()(a, b)
+    torch.testing.assert_close(torch.fx.symbolic_trace(Ious())(a, b), expected)
+    torch.testing.assert_close(torch.export.export(Ious(), (a, b), strict=False).module()(a, b), expected)

@@ -3,6 +3,8 @@ recomputed after every change of the weights, and never used where autograd or b
 the unfused graph."""
 from __future__ import annotations
 
+import copy
+import pickle
 from collections import OrderedDict
 
 import pytest
@@ -12,6 +14,7 @@ from torch import nn
 from torchdet.backbones.intermediate_layers import IntermediateLayerGetter
 from torchdet.backbones.resnet import Bottleneck
 from torchdet.ops import fusion
+from torchdet.ops.dispatch import forced
 from torchdet.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 
 
@@ -42,24 +45,48 @@ def _pair(norm_kind: str, bias: bool = False, groups: int = 1, stride: int = 1, 
 
 @pytest.mark.parametrize("norm_kind", ["frozen", "bn", "bn_no_affine"])
 @pytest.mark.parametrize("bias, groups, stride, dilation", [(False, 1, 1, 1), (True, 2, 2, 1), (False, 8, 1, 2)])
-def test_folded_matches_conv_then_norm(norm_kind, bias, groups, stride, dilation):
+def test_every_form_matches_the_reference(norm_kind, bias, groups, stride, dilation):
     conv, norm = _pair(norm_kind, bias, groups, stride, dilation)
     x = torch.randn(2, 8, 11, 13)
+    forms = fusion.conv_norm_dispatch.implementations()
+    assert set(forms) == {"reference", "folded"}
     with torch.no_grad():
         assert fusion.can_fold(conv, norm)
         expected = norm(conv(x))
-        got = fusion.conv_norm(x, conv, norm)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(forms["reference"](x, conv, norm), expected, rtol=0, atol=0)
+        for name, form in forms.items():
+            torch.testing.assert_close(form(x, conv, norm), expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        assert "_torchdet_folded" in vars(conv)  # the folded form ran folded
 
 
-def test_state_dict_and_module_attributes_unchanged():
+def test_state_dict_unchanged_and_the_cache_stays_private_to_the_conv():
     block = Conv2dNormActivation(8, 16, norm_layer=nn.BatchNorm2d).eval()
     keys_before = list(block.state_dict())
     attrs_before = {k: set(vars(m)) for k, m in block.named_modules()}
     with torch.no_grad():
         block(torch.randn(1, 8, 6, 6))
     assert list(block.state_dict()) == keys_before
+    attrs_before["0"].add("_torchdet_folded")  # the conv holds its folded weights, nothing else changes
     assert {k: set(vars(m)) for k, m in block.named_modules()} == attrs_before
+    assert block[0]._torchdet_folded.entry is not None
+    # Copies and pickles start without the folded tensors (recomputed on their next forward).
+    assert copy.deepcopy(block)[0]._torchdet_folded.entry is None
+    assert pickle.loads(pickle.dumps(block))[0]._torchdet_folded.entry is None
+    fusion.clear_cache(block)
+    assert "_torchdet_folded" not in vars(block[0])
+
+
+def test_folding_false_is_forcing_the_reference_form():
+    conv, norm = _pair("frozen")
+    x = torch.randn(1, 8, 5, 5)
+    assert fusion.conv_norm_dispatch.names() == ["reference", "folded"]
+    with torch.no_grad():
+        with forced("conv_norm", "reference"):
+            assert not fusion.can_fold(conv, norm)
+        with fusion.folding(False):
+            assert not fusion.can_fold(conv, norm)
+            fusion.conv_norm(x, conv, norm)
+        assert "_torchdet_folded" not in vars(conv)
 
 
 def test_recomputed_after_load_state_dict_and_in_place_edit():

@@ -1,4 +1,4 @@
-"""FrozenBatchNorm2d, Conv2dNormActivation and SqueezeExcitation against hand-checked behaviour."""
+"""The small layers of ops.misc (FrozenBatchNorm2d, the conv blocks, SqueezeExcitation, MLP, Permute), hand-checked."""
 import pytest
 import torch
 from torch import nn
@@ -105,3 +105,57 @@ def test_squeeze_excitation_shapes_and_gating():
     hidden = torch.relu(pooled @ se.fc1.weight[:, :, 0, 0].T + se.fc1.bias)
     gate = nn.functional.hardsigmoid(hidden @ se.fc2.weight[:, :, 0, 0].T + se.fc2.bias)  # [2, 16]
     torch.testing.assert_close(y, x * gate[:, :, None, None], rtol=1e-5, atol=1e-6)
+
+
+# --- MLP, Permute, Conv3dNormActivation ----------------------------------------------------------
+
+from torchdet.ops.misc import MLP, Conv3dNormActivation, Permute  # noqa: E402
+
+
+def test_mlp_layers_and_keys() -> None:
+    mlp = MLP(4, [8, 6, 2], norm_layer=torch.nn.LayerNorm, inplace=False, dropout=0.1)
+    kinds = [type(m).__name__ for m in mlp]
+    assert kinds == ["Linear", "LayerNorm", "ReLU", "Dropout", "Linear", "LayerNorm", "ReLU", "Dropout", "Linear", "Dropout"]
+    assert mlp[2].inplace is False and mlp[3].inplace is False and mlp[3].p == 0.1
+    assert "8.weight" in mlp.state_dict() and "1.weight" in mlp.state_dict()
+    assert mlp.eval()(torch.randn(3, 5, 4)).shape == (3, 5, 2)
+    assert [type(m).__name__ for m in MLP(3, [5], bias=False)] == ["Linear", "Dropout"]
+    assert MLP(3, [5], bias=False)[0].bias is None
+
+
+def test_mlp_same_seed_same_weights_as_plain_layers() -> None:
+    torch.manual_seed(0)
+    mlp = MLP(4, [8, 2])
+    torch.manual_seed(0)
+    first, last = torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)
+    torch.testing.assert_close(mlp[0].weight, first.weight)
+    torch.testing.assert_close(mlp[3].bias, last.bias)
+
+
+def test_permute() -> None:
+    x = torch.randn(2, 3, 4, 5)
+    out = Permute([0, 2, 3, 1])(x)
+    assert out.shape == (2, 4, 5, 3)
+    torch.testing.assert_close(out[1, 2, 3], x[1, :, 2, 3])
+
+
+def test_conv3d_norm_activation() -> None:
+    block = Conv3dNormActivation(3, 4, (1, 3, 3), dilation=(1, 2, 2))
+    conv = block[0]
+    assert isinstance(conv, torch.nn.Conv3d) and conv.padding == (0, 2, 2) and conv.bias is None
+    assert isinstance(block[1], torch.nn.BatchNorm3d) and block[2].inplace
+    assert block(torch.randn(1, 3, 2, 8, 8)).shape == (1, 4, 2, 8, 8)
+    plain = Conv3dNormActivation(2, 2, 3, norm_layer=None, activation_layer=None)
+    assert len(plain) == 1 and plain[0].bias is not None and plain[0].padding == (1, 1, 1)
+    assert plain.out_channels == 2
+
+
+def test_new_layers_trace_and_export() -> None:
+    for module, x in [
+        (MLP(4, [8, 2]).eval(), torch.randn(3, 4)),
+        (Permute([0, 2, 1]), torch.randn(2, 3, 4)),
+        (Conv3dNormActivation(2, 3, 3).eval(), torch.randn(1, 2, 4, 5, 5)),
+    ]:
+        expected = module(x)
+        torch.testing.assert_close(torch.fx.symbolic_trace(module)(x), expected)
+        torch.testing.assert_close(torch.export.export(module, (x,), strict=False).module()(x), expected)

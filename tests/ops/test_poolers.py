@@ -6,7 +6,8 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
-from torchdet.ops.poolers import LevelMapper, MultiScaleRoIAlign, _infer_scale, _setup_scales
+from torchdet.ops.poolers import (LevelMapper, MultiScaleRoIAlign, _infer_scale, _setup_scales,
+                                  multi_scale_roi_align_dispatch)
 from torchdet.ops.roi_align import roi_align
 
 NAMES = ["0", "1", "2", "3"]
@@ -144,3 +145,48 @@ def test_scripted_pooler_matches_eager() -> None:
     shapes = [(256, 320), (250, 300)]
     torch.testing.assert_close(scripted(x, boxes, shapes), pooler(x, boxes, shapes), rtol=0, atol=1e-6)
     assert scripted.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+
+
+# ---------------------------------------------------------------- the op's forms, torch.fx and torch.export
+
+
+@pytest.mark.parametrize("seed,counts", [(0, (5, 3)), (1, (0, 4)), (2, (1,)), (3, (0, 0))])
+def test_every_form_matches_the_reference(seed: int, counts: Tuple[int, ...]) -> None:
+    x = fpn_features(batch=len(counts))
+    features = [x[name] for name in NAMES]
+    boxes = random_boxes(seed, counts)
+    scales, mapper = _setup_scales(features, [(256, 320)] * len(counts), 224, 4)
+    expected = multi_scale_roi_align_dispatch.reference(features, boxes, (4, 5), 2, scales, mapper)
+    assert expected.shape == (sum(counts), 3, 4, 5)
+    forms = multi_scale_roi_align_dispatch.implementations()
+    assert set(forms) == {"reference", "pixel_table"}
+    for name, form in forms.items():
+        torch.testing.assert_close(form(features, boxes, (4, 5), 2, scales, mapper), expected, rtol=0, atol=1e-5,
+                                   msg=lambda m: f"form {name}: {m}")
+
+
+def test_fx_symbolic_trace_matches_eager() -> None:
+    x = fpn_features()
+    boxes = random_boxes(4, (6, 2))
+    shapes = [(256, 320), (250, 300)]
+    pooler = MultiScaleRoIAlign(NAMES, 3, sampling_ratio=2)
+    traced = torch.fx.symbolic_trace(pooler)
+    torch.testing.assert_close(traced(x, boxes, shapes), pooler(x, boxes, shapes), rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torch_export_with_free_box_counts_matches_eager() -> None:
+    x = fpn_features(batch=1)
+    shapes = [(256, 320)]
+    pooler = MultiScaleRoIAlign(NAMES, 3, sampling_ratio=2)
+    boxes = random_boxes(5, (7,))
+    count = torch.export.Dim("boxes", min=1)
+    program = torch.export.export(
+        pooler, (x, boxes, shapes), dynamic_shapes={"x": {k: None for k in x}, "boxes": [{0: count}], "image_shapes": [(None, None)]},
+        strict=False,
+    )
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.torchdet.roi_align.default) == len(NAMES)  # one per level
+    for seed, n in [(6, 7), (7, 12), (8, 2)]:
+        other = random_boxes(seed, (n,))
+        torch.testing.assert_close(program.module()(x, other, shapes), pooler(x, other, shapes), rtol=0, atol=1e-6)

@@ -6,9 +6,13 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _oracle import load_ops
-from torchdet.ops.roi_align import RoIAlign, roi_align
+from torchdet.errors import InvalidInputError
+from torchdet.ops.dispatch import forced
+from torchdet.ops.roi_align import RoIAlign, roi_align, roi_align_dispatch
 
 # The package re-exports the function under the module's name, so fetch the module itself.
 roi_align_module = importlib.import_module("torchdet.ops.roi_align")
@@ -338,3 +342,97 @@ def test_pixel_tables_equal_concatenated_tables_with_gradients(dtype: torch.dtyp
         assert a.grad.dtype == b.grad.dtype and torch.equal(a.grad, b.grad)
     with torch.no_grad():
         assert torch.equal(roi_align_module._pixel_tables(maps, compute), expected)
+
+
+# ---------------------------------------------------------------- the op's forms
+
+
+def _random_case(seed: int, sampling_ratio: int, aligned: bool):
+    """Feature maps, rois partly past the map, and pooling parameters drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    batch = 1 + seed % 2
+    feature = torch.randn(batch, 3, 6 + seed % 5, 7 + seed % 3, generator=g)
+    k = 1 + seed % 9
+    xy = torch.rand(k, 2, generator=g) * 20 - 4
+    wh = torch.rand(k, 2, generator=g) * 18
+    index = torch.randint(0, batch, (k, 1), generator=g).float()
+    rois = torch.cat([index, xy, xy + wh], dim=1)
+    return feature, rois, (2 + seed % 3, 3), 0.5 + 0.25 * (seed % 3), sampling_ratio, aligned
+
+
+@given(seed=st.integers(0, 10_000), sampling_ratio=st.sampled_from([-1, 0, 1, 2, 3]), aligned=st.booleans())
+@settings(max_examples=30, deadline=None, derandomize=True)
+def test_every_form_matches_the_reference(seed: int, sampling_ratio: int, aligned: bool) -> None:
+    feature, rois, (ph, pw), scale, ratio, aligned = _random_case(seed, sampling_ratio, aligned)
+    expected = roi_align_dispatch.reference(feature, rois, ph, pw, scale, ratio, aligned)
+    assert expected.shape == (rois.shape[0], feature.shape[1], ph, pw)
+    slow = reference_roi_align(feature, rois, (ph, pw), scale, ratio, aligned)
+    torch.testing.assert_close(expected.double(), slow, rtol=0, atol=1e-5)
+    forms = roi_align_dispatch.implementations()
+    assert set(forms) == {"reference", "grouped", "onnx", "custom_op"}
+    for name, form in forms.items():
+        torch.testing.assert_close(form(feature, rois, ph, pw, scale, ratio, aligned), expected, rtol=0, atol=1e-5,
+                                   msg=lambda m: f"form {name}: {m}")
+
+
+def test_forms_chosen_by_mode() -> None:
+    assert roi_align_dispatch.select("cpu", "eager")[0] == "grouped"
+    assert roi_align_dispatch.select("cpu", "trace")[0] == "onnx"
+    assert roi_align_dispatch.select("cpu", "compile")[0] == "custom_op"
+
+
+@pytest.mark.parametrize("aligned,sampling_ratio", [(False, -1), (True, 2)])
+def test_reference_gradcheck(aligned: bool, sampling_ratio: int) -> None:
+    g = torch.Generator().manual_seed(4)
+    feature = torch.randn(2, 2, 5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    rois = torch.tensor([[0.0, 0.5, 0.7, 4.3, 3.9], [1.0, -1.2, 1.1, 2.2, 6.5]], dtype=torch.float64)
+    with forced("roi_align", "reference"):
+        assert torch.autograd.gradcheck(
+            lambda x: roi_align(x, rois, (2, 3), 1.0, sampling_ratio, aligned), (feature,), eps=1e-6, atol=1e-5
+        )
+
+
+def test_custom_op_passes_opcheck_and_its_gradient_is_the_reference_gradient() -> None:
+    feature, rois, (ph, pw), scale, ratio, aligned = _random_case(11, -1, True)
+    args = (feature, rois, ph, pw, scale, ratio, aligned)
+    torch.library.opcheck(torch.ops.torchdet.roi_align.default, args)
+    weight = torch.randn(rois.shape[0], feature.shape[1], ph, pw, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for name in ("custom_op", "reference"):
+        x = feature.clone().requires_grad_()
+        (roi_align_dispatch.implementations()[name](x, *args[1:]) * weight).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-5)
+
+
+def test_bad_box_shapes_raise_what_torchvision_callers_catch() -> None:
+    feature = torch.randn(1, 1, 4, 4)
+    with pytest.raises(AssertionError, match="Tensor\\[K, 5\\]"):
+        roi_align(feature, torch.zeros(3, 4), 2)
+    with pytest.raises(InvalidInputError, match="L, 4"):
+        roi_align(feature, [torch.zeros(3, 5)], 2)
+
+
+# ---------------------------------------------------------------- torch.fx and torch.export
+
+
+def test_fx_symbolic_trace_records_one_call() -> None:
+    feature, rois, _, scale, ratio, aligned = _random_case(3, 2, False)
+    layer = RoIAlign((2, 3), scale, ratio, aligned)
+    traced = torch.fx.symbolic_trace(layer)
+    assert [n.op for n in traced.graph.nodes] == ["placeholder", "placeholder", "call_function", "output"]
+    torch.testing.assert_close(traced(feature, rois), layer(feature, rois), rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torch_export_uses_the_custom_op_with_a_free_roi_count() -> None:
+    feature, rois, _, scale, ratio, aligned = _random_case(5, -1, True)
+    layer = RoIAlign((2, 3), scale, ratio, aligned)
+    program = torch.export.export(
+        layer, (feature, rois), dynamic_shapes={"input": None, "rois": {0: torch.export.Dim("rois", min=1)}},
+        strict=False,
+    )
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert torch.ops.torchdet.roi_align.default in targets
+    more = torch.cat([rois, rois[:2] + torch.tensor([0.0, 1.0, 1.0, 2.0, 2.0])])  # another number of rois
+    torch.testing.assert_close(program.module()(feature, more), layer(feature, more), rtol=0, atol=1e-6)

@@ -8,13 +8,19 @@
   blocks, the last two stages by default.
 - ``_validate_trainable_layers``: how many stages the detection builders leave trainable.
 
+``resnet_fpn_backbone`` and ``mobilenet_backbone`` also take torchvision's older calls, with its
+deprecation warnings: arguments passed by position (``resnet_fpn_backbone("resnet50", None)``)
+and ``pretrained=True/False`` (or a bool as ``weights``) for ImageNet weights / none.
+
 Freezing rules, level names and state_dict keys follow torchvision's ``torchvision.models.detection.backbone_utils``.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +34,7 @@ from torchdet.backbones.resnet import (
 from torchdet.backbones.intermediate_layers import IntermediateLayerGetter
 from torchdet.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 from torchdet.ops.misc import FrozenBatchNorm2d
+from torchdet.weights.backbone import MobileNet_V3_Large_Weights, ResNet50_Weights
 
 __all__ = ["BackboneWithFPN", "resnet_fpn_backbone", "mobilenet_backbone"]
 
@@ -42,6 +49,13 @@ _RESNETS: Dict[str, Callable[..., ResNet]] = {
 }
 _MOBILENETS: Dict[str, Callable[..., nn.Module]] = {
     f.__name__: f for f in (mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small)
+}
+
+# What pretrained=True means per backbone name; other names have no weights in torchdet yet, and
+# their builder refuses the ImageNet weights' name with a clear error.
+_IMAGENET_WEIGHTS: Dict[str, Any] = {
+    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
+    "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1,
 }
 
 # ResNet parameter-name prefixes, from the top stage down: trainable_layers=k trains the first k.
@@ -132,9 +146,66 @@ def _validate_trainable_layers(
         trainable_backbone_layers = default_value
     if not 0 <= trainable_backbone_layers <= max_value:
         raise ValueError(
-            f"trainable_backbone_layers should be in the range [0, {max_value}], got {trainable_backbone_layers}"
+            f"Trainable backbone layers should be in the range [0, {max_value}], got {trainable_backbone_layers}; "
+            f"pass trainable_backbone_layers between 0 and {max_value}."
         )
     return trainable_backbone_layers
+
+
+def _quoted_list(names: Sequence[str]) -> str:
+    """``'a'``, ``'a' and 'b'``, ``'a', 'b', and 'c'`` (the wording of torchvision's warnings)."""
+    if len(names) == 1:
+        return f"'{names[0]}'"
+    head = ", ".join(f"'{name}'" for name in names[:-1])
+    return f"{head}{'' if len(names) == 2 else ','} and '{names[-1]}'"
+
+
+_Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
+
+
+def _torchvision_calls(builder: _Builder) -> _Builder:
+    """Let a keyword-only backbone helper take torchvision's older calls, warning as torchvision does.
+
+    - Arguments by position map onto the keyword-only parameters in order.
+    - ``pretrained=True`` (or ``weights=True``) means the backbone's ImageNet weights, ``False``
+      means none; ``weights`` given as a member, a name, a path or None is left alone.
+    """
+    names = [p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+    @functools.wraps(builder)
+    def wrapper(*args: Any, **kwargs: Any) -> nn.Module:
+        if len(args) > len(names):
+            raise TypeError(f"{builder.__name__}() takes at most {len(names)} arguments ({len(args)} given)")
+        if args:
+            positional = dict(zip(names, args))
+            repeated = sorted(set(positional) & set(kwargs))
+            if repeated:
+                raise TypeError(f"{builder.__name__}() got multiple values for argument(s) {_quoted_list(repeated)}")
+            warnings.warn(
+                f"Using {_quoted_list(list(positional))} as positional parameter(s) is deprecated since 0.13 and may "
+                "be removed in the future. Please use keyword parameter(s) instead."
+            )
+            kwargs.update(positional)
+        weights = kwargs.get("weights")
+        legacy_weights = isinstance(weights, bool) or weights == "legacy"
+        if "pretrained" in kwargs and "weights" not in kwargs or legacy_weights:
+            pretrained = kwargs.pop("weights") if legacy_weights else kwargs.pop("pretrained")
+            if not legacy_weights:
+                warnings.warn(
+                    "The parameter 'pretrained' is deprecated since 0.13 and may be removed in the future, "
+                    "please use 'weights' instead."
+                )
+            name = kwargs.get("backbone_name")
+            default = _IMAGENET_WEIGHTS.get(name, "IMAGENET1K_V1") if pretrained else None
+            warnings.warn(
+                "Arguments other than a weight enum or `None` for 'weights' are deprecated since 0.13 and may be "
+                f"removed in the future. The current behavior is equivalent to passing `weights={default}`. "
+                f"You can also use `weights={type(default).__name__}.DEFAULT` to get the most up-to-date weights."
+            )
+            kwargs["weights"] = default
+        return builder(**kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _resnet_fpn_extractor(
@@ -149,7 +220,8 @@ def _resnet_fpn_extractor(
     named "0", "1", ... in that order. ``norm_layer`` is the FPN's.
     """
     if not 0 <= trainable_layers <= 5:
-        raise ValueError(f"trainable_layers should be in the range [0, 5], got {trainable_layers}")
+        raise ValueError(f"Trainable layers should be in the range [0, 5], got {trainable_layers}; "
+                         "pass trainable_layers between 0 and 5.")
     layers_to_train = _RESNET_STAGES[:trainable_layers]
     if trainable_layers == 5:
         layers_to_train.append("bn1")
@@ -172,6 +244,7 @@ def _resnet_fpn_extractor(
     )
 
 
+@_torchvision_calls
 def resnet_fpn_backbone(
     *,
     backbone_name: str,
@@ -231,7 +304,8 @@ def _mobilenet_extractor(
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
     num_stages = len(stage_indices)
     if not 0 <= trainable_layers <= num_stages:
-        raise ValueError(f"trainable_layers should be in the range [0, {num_stages}], got {trainable_layers}")
+        raise ValueError(f"Trainable layers should be in the range [0, {num_stages}], got {trainable_layers}; "
+                         f"pass trainable_layers between 0 and {num_stages}.")
     freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
     for block in features[:freeze_before]:
         for parameter in block.parameters():
@@ -257,6 +331,7 @@ def _mobilenet_extractor(
     return m
 
 
+@_torchvision_calls
 def mobilenet_backbone(
     *,
     backbone_name: str,

@@ -43,20 +43,16 @@ class IntermediateLayerGetter(nn.ModuleDict):
         self.return_layers = {str(k): str(v) for k, v in return_layers.items()}
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
-        if not torch.jit.is_scripting():
-            return self._forward_eager(x)
+        """The returned layers' outputs by their new names; a conv child and the norm child after it
+        run through ``fusion.conv_norm`` (a ResNet's ``conv1``/``bn1`` stem) unless the conv's own
+        output is returned."""
         out: Dict[str, Tensor] = OrderedDict()
-        for name, module in self.items():
-            x = module(x)
-            if name in self.return_layers:
-                out[self.return_layers[name]] = x
-        return out
-
-    @torch.jit.unused
-    def _forward_eager(self, x: Tensor) -> Dict[str, Tensor]:
-        """forward, with a conv child and the norm child after it run as one folded conv
-        (a ResNet's ``conv1``/``bn1`` stem) when the conv's own output is not returned."""
-        out: Dict[str, Tensor] = OrderedDict()
+        if torch.jit.is_scripting():  # TorchScript cannot hand modules to conv_norm: each child in turn
+            for name, module in self.items():
+                x = module(x)
+                if name in self.return_layers:
+                    out[self.return_layers[name]] = x
+            return out
         children = list(self.items())
         i = 0
         while i < len(children):

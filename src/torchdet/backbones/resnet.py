@@ -47,7 +47,7 @@ def _conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _downsample(downsample: Optional[nn.Module], x: Tensor) -> Tensor:
-    """The shortcut: x itself, or ``downsample(x)`` (its conv and norm folded when they can be)."""
+    """The shortcut: x itself, or ``downsample(x)`` (a conv and norm pair through ``conv_norm``)."""
     if downsample is None:
         return x
     if isinstance(downsample, nn.Sequential) and len(downsample) == 2:
@@ -95,16 +95,10 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_scripting():
-            return self._forward_eager(x)
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-    @torch.jit.unused
-    def _forward_eager(self, x: Tensor) -> Tensor:
-        """forward, with each norm folded into its conv where ``fusion.can_fold`` allows."""
+        if torch.jit.is_scripting():  # TorchScript cannot hand modules to conv_norm: its reference inline
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
         identity = _downsample(self.downsample, x)
         out = self.relu(conv_norm(x, self.conv1, self.bn1))
         out = conv_norm(out, self.conv2, self.bn2)
@@ -145,17 +139,11 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_scripting():
-            return self._forward_eager(x)
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-    @torch.jit.unused
-    def _forward_eager(self, x: Tensor) -> Tensor:
-        """forward, with each norm folded into its conv where ``fusion.can_fold`` allows."""
+        if torch.jit.is_scripting():  # TorchScript cannot hand modules to conv_norm: its reference inline
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            return self.relu(self.bn3(self.conv3(out)) + identity)
         identity = _downsample(self.downsample, x)
         out = self.relu(conv_norm(x, self.conv1, self.bn1))
         out = self.relu(conv_norm(out, self.conv2, self.bn2))

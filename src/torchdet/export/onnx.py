@@ -13,13 +13,12 @@ How: ``DeployableDetector`` wraps the eager model and pads its per-image dicts; 
 recorded by the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``), with NMS and
 RoIAlign emitted as ONNX ``NonMaxSuppression`` / ``RoiAlign`` by ``torchdet.ops``. While
 tracing, the models keep image sizes as traced values (resize, padding, anchors, box scaling,
-mask pasting), so a graph traced at one size is right at every size; Keypoint R-CNN decodes its
-heatmaps with ``torchdet.export.keypoints`` (a fixed sampling grid instead of a data-dependent
-search). With ``dynamic=True`` the batch axis is an ONNX ``Loop`` (``batch_loop.py``).
+mask pasting), so a graph traced at one size is right at every size; each op with a
+data-dependent eager form (keypoint decoding, mask pasting) runs its traceable reference form
+while tracing (``torchdet.ops.dispatch``). With ``dynamic=True`` the batch axis is an ONNX ``Loop`` (``batch_loop.py``).
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -28,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from torchdet.atomic import atomic_path
-from torchdet.export.keypoints import traceable_keypoint_decoding
 from torchdet.weights.registry import outputs_of
 
 __all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
@@ -141,7 +139,6 @@ def to_onnx(
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
     outputs = outputs_of(model)
-    decoding = traceable_keypoint_decoding() if "keypoints" in outputs else contextlib.nullcontext()
     names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in outputs]
     dynamic_axes = None
     if dynamic:
@@ -149,7 +146,7 @@ def to_onnx(
         if "masks" in names:
             dynamic_axes["masks"] = {3: "height", 4: "width"}
     with atomic_path(path) as partial:  # the file appears whole or not at all
-        with torch.no_grad(), decoding, warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values; the graph is checked by tests
             torch.onnx.export(
                 wrapper, (images,), str(partial), opset_version=opset, dynamo=False,

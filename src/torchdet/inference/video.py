@@ -243,6 +243,8 @@ def draw_frame(image: Tensor, output: Dict[str, Tensor], categories: Sequence[st
     from torchdet.visualization import color_palette, draw_bounding_boxes, draw_segmentation_masks
 
     labels = output["labels"].tolist()
+    if not labels:
+        return image  # nothing to draw (drawing no boxes would warn on every empty frame)
     names = [categories[label] if 0 <= label < len(categories) else str(label) for label in labels]
     captions = [f"{name} {score:.2f}" for name, score in zip(names, output["scores"].tolist())]
     keys = labels
@@ -251,7 +253,7 @@ def draw_frame(image: Tensor, output: Dict[str, Tensor], categories: Sequence[st
         captions = [f"#{track} {caption}" for track, caption in zip(keys, captions)]
     palette = color_palette(max(keys, default=0) + 1)
     colours = [palette[key] for key in keys]
-    if "masks" in output and len(labels):
+    if "masks" in output:
         masks = output["masks"]
         masks = masks[:, 0] if masks.dim() == 4 else masks
         image = draw_segmentation_masks(image, masks > 0.5 if masks.is_floating_point() else masks.bool(),

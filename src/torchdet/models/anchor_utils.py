@@ -8,6 +8,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError
 from torchdet.models.image_list import ImageList
 
 
@@ -62,7 +63,7 @@ class AnchorGenerator(nn.Module):
         if not isinstance(aspect_ratios[0], (list, tuple)):
             aspect_ratios = (aspect_ratios,) * len(sizes)
         if len(sizes) != len(aspect_ratios):
-            raise ValueError(
+            raise InvalidInputError(
                 f"AnchorGenerator needs one aspect-ratio tuple per size tuple; got {len(sizes)} size tuples "
                 f"and {len(aspect_ratios)} aspect-ratio tuples."
             )
@@ -87,7 +88,7 @@ class AnchorGenerator(nn.Module):
     def grid_anchors(self, grid_sizes: List[List[int]], strides: List[List[Tensor]]) -> List[Tensor]:
         """One ``[H_l*W_l*A_l, 4]`` anchor tensor per level."""
         if not (len(grid_sizes) == len(strides) and len(strides) == len(self.cell_anchors)):
-            raise ValueError(
+            raise InvalidInputError(
                 f"AnchorGenerator has {len(self.cell_anchors)} levels of anchors ({self._levels_description}) but "
                 f"got {len(grid_sizes)} feature maps; give one size tuple and one aspect-ratio tuple per feature map."
             )

@@ -46,9 +46,9 @@ def wh_pairs_for_level(scale: float, next_scale: float, aspect_ratios: Sequence[
     return torch.as_tensor(pairs, dtype=torch.float32)
 
 
-@torch.jit.unused
 def _traced_width_height(images: Tensor) -> Tensor:
-    """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images as a traced value (a list of sizes would be a constant)."""
+    """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images, read from the shape as a tensor so that a trace
+    keeps it (a list of sizes would be a constant)."""
     return torch._shape_as_tensor(images)[-2:].flip(0)
 
 
@@ -120,10 +120,7 @@ class DefaultBoxGenerator(nn.Module):
         image_size = [image_list.tensors.shape[-2], image_list.tensors.shape[-1]]
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
         relative = self._grid_default_boxes(grid_sizes, image_size, dtype=dtype).to(device)  # [M, 4] cxcywh
-        if torch.jit.is_tracing():
-            scale = _traced_width_height(image_list.tensors)
-        else:
-            scale = torch.tensor([image_size[1], image_size[0]], device=device)  # (W, H)
+        scale = _traced_width_height(image_list.tensors).to(device)  # (W, H)
         half = 0.5 * relative[:, 2:]
         boxes = torch.cat(((relative[:, :2] - half) * scale, (relative[:, :2] + half) * scale), dim=-1)
         return [boxes for _ in image_list.image_sizes]

@@ -37,19 +37,22 @@ __all__ = ["FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead", "
 
 
 def _fcos_tower(in_channels: int, num_convs: int, norm_layer: Optional[Callable[..., nn.Module]]) -> nn.Sequential:
-    """``num_convs`` x (3x3 conv, norm, ReLU) flat in one Sequential; convs N(0, 0.01), biases 0."""
+    """``num_convs`` x (3x3 conv, norm, ReLU) flat in one Sequential, with PyTorch's default init."""
     if norm_layer is None:
         norm_layer = partial(nn.GroupNorm, 32)
     layers: List[nn.Module] = []
     for _ in range(num_convs):
         layers += [nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1),
                    norm_layer(in_channels), nn.ReLU()]
-    tower = nn.Sequential(*layers)
+    return nn.Sequential(*layers)
+
+
+def _init_tower(tower: nn.Module) -> None:
+    """Tower convs: weights N(0, 0.01), biases 0."""
     for layer in tower.children():
         if isinstance(layer, nn.Conv2d):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
-    return tower
 
 
 def centerness(ltrb: Tensor) -> Tensor:
@@ -69,6 +72,7 @@ class FCOSClassificationHead(nn.Module):
         self.num_classes = num_classes
         self.num_anchors = num_anchors
         self.conv = _fcos_tower(in_channels, num_convs, norm_layer)
+        _init_tower(self.conv)
         self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, kernel_size=3, stride=1, padding=1)
         nn.init.normal_(self.cls_logits.weight, std=0.01)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_probability) / prior_probability))
@@ -86,12 +90,15 @@ class FCOSRegressionHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 4,
                  norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
         super().__init__()
+        # torchvision's order (build tower, build and init the predictors, init tower) fixes the RNG
+        # draws, so a seeded build gives its initial weights.
         self.conv = _fcos_tower(in_channels, num_convs, norm_layer)
         self.bbox_reg = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=3, stride=1, padding=1)
         self.bbox_ctrness = nn.Conv2d(in_channels, num_anchors * 1, kernel_size=3, stride=1, padding=1)
         for layer in (self.bbox_reg, self.bbox_ctrness):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
+        _init_tower(self.conv)
 
     def forward(self, x: List[Tensor]) -> Tuple[Tensor, Tensor]:
         regressions, ctrness = [], []

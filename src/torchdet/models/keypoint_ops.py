@@ -3,6 +3,16 @@
 The keypoint head predicts, for each RoI, one ``M x M`` heatmap of logits per keypoint. Training
 treats each visible keypoint as an ``M * M``-way classification of the heatmap cell it falls in;
 inference resizes each heatmap bicubically to the RoI's size and takes its peak, as torchvision does.
+
+Decoding is one op with two forms (``keypoint_decoding_dispatch``):
+
+- reference (TorchScript, tracing for ONNX, torch.export): every RoI's maps resized to the largest
+  RoI's grid by two bicubic weight matrices, samples past a RoI's own size masked out, the first
+  maximum taken in row-major order; plain tensor ops with no data-dependent Python, so a traced
+  graph is right at every size. Memory is ``N * K * max_h * max_w`` floats (TorchScript runs it
+  one RoI at a time);
+- ``"peak_search"`` (eager): the same peaks found exactly while evaluating only a few source
+  cells (see ``_heatmap_peaks``).
 """
 from __future__ import annotations
 
@@ -12,6 +22,8 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from torchdet.ops.dispatch import OpDispatcher
 
 def keypoints_to_heatmap(keypoints: Tensor, rois: Tensor, heatmap_size: int) -> Tuple[Tensor, Tensor]:
     """The heatmap cell of each keypoint, relative to its RoI.
@@ -120,6 +132,18 @@ _DENSE_FRACTION = 0.3
 _DECODE_CHUNK_ELEMENTS = 1 << 18
 
 
+def _cubic_near(x: Tensor) -> Tensor:
+    """Cubic convolution weight for ``|x| <= 1``."""
+    a = -0.75  # _CUBIC_A (TorchScript reads no global floats)
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+
+def _cubic_far(x: Tensor) -> Tensor:
+    """Cubic convolution weight for ``1 <= |x| <= 2``."""
+    a = -0.75  # _CUBIC_A
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+
 def _cubic_taps(out_sizes: Tensor, in_size: int, out_len: int) -> Tuple[Tensor, Tensor]:
     """Bicubic (align_corners=False) taps that resize a length ``in_size`` axis to ``out_sizes[n]``.
 
@@ -143,15 +167,7 @@ def _cubic_taps(out_sizes: Tensor, in_size: int, out_len: int) -> Tuple[Tensor, 
     src = scale[:, None] * (j[None, :] + 0.5) - 0.5  # [N, out_len]
     cell = src.floor().clamp(max=in_size - 1)
     t = (src - cell).clamp(0, 1)
-    a = _CUBIC_A
-
-    def near(x: Tensor) -> Tensor:  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x: Tensor) -> Tensor:  # 1 <= |x| <= 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    weight = torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], dim=-1)
+    weight = torch.stack([_cubic_far(t + 1), _cubic_near(t), _cubic_near(1 - t), _cubic_far(2 - t)], dim=-1)
     return cell.long(), weight
 
 
@@ -416,30 +432,6 @@ def _heatmap_peaks(maps: Tensor, heights: Tensor, widths: Tensor) -> Tuple[Tenso
     return best, best_pos
 
 
-def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
-    """Keypoint positions and scores from heatmaps, all RoIs at once.
-
-    As torchvision: each RoI's heatmaps are resized bicubically (align_corners=False) to
-    ``(ceil(h), ceil(w))`` of the RoI (sides clamped to at least 1); the first maximum of each
-    resized map, shifted by half a cell and scaled back to the RoI's real size, is the keypoint,
-    and the resized value there its score.
-
-    Eager mode finds the peaks by a pruned search (see ``_heatmap_peaks``); TorchScript resizes
-    each RoI's maps whole (``_heatmaps_to_keypoints_resized``, same values); tracing uses the
-    export decoder of ``torchdet.export.keypoints``.
-
-    Args:
-        maps: [N, K, S, S] heatmap logits.
-        rois: [N, 4] RoIs (x1, y1, x2, y2).
-
-    Returns:
-        (keypoints [N, K, 3] (x, y, visibility 1), scores [N, K]).
-    """
-    if torch.jit.is_scripting():
-        return _heatmaps_to_keypoints_resized(maps, rois)
-    return _heatmaps_to_keypoints_eager(maps, rois)
-
-
 def _roi_map_sizes(rois: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """RoI widths and heights ``[N]`` (at least 1) and their resized map sizes ``ceil`` ``[N]`` int64."""
     widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
@@ -457,38 +449,106 @@ def _peaks_to_keypoints(rois: Tensor, widths: Tensor, heights: Tensor, map_w: Te
     return torch.stack([x, y, torch.ones_like(x)], dim=2)
 
 
-def _heatmaps_to_keypoints_resized(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
-    """``heatmaps_to_keypoints`` by resizing every RoI's maps with ``F.interpolate`` (the reference's way).
+def _bicubic_matrix(sizes: Tensor, length: Tensor, s: int) -> Tensor:
+    """Rows resizing an ``s``-long axis bicubically to each of ``sizes``, padded to ``length`` rows.
 
-    Scriptable; the cost grows with the RoIs' areas.
+    Args:
+        sizes: ``[N]`` int64 output lengths (>= 1).
+        length: 0-dim int64, at least ``sizes.max()`` (a tensor, so that a trace keeps it).
+        s: input length.
+
+    Returns:
+        ``[N, length, s]``: row ``j`` holds the weights of output sample ``j`` (``align_corners=False``,
+        border taps clamped, as ``F.interpolate(mode="bicubic")``).
     """
-    n, k = maps.shape[0], maps.shape[1]
+    position = torch.arange(length, device=sizes.device).float()  # [L]
+    real = (s / sizes.float())[:, None] * (position[None, :] + 0.5) - 0.5  # [N, L]
+    index = real.floor()
+    t = real - index
+    source = torch.arange(s, device=sizes.device).float()  # [S]
+    matrix = torch.zeros_like(real)[..., None] * source  # [N, L, S]
+    taps = [_cubic_far(t + 1), _cubic_near(t), _cubic_near(1 - t), _cubic_far(2 - t)]
+    for offset in range(4):
+        tap = (index + (offset - 1)).clamp(min=0, max=s - 1)
+        matrix = matrix + (tap[..., None] == source).float() * taps[offset][..., None]
+    return matrix
+
+
+def _decode_reference(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """Keypoints by resizing every RoI's maps to the largest RoI's grid (see the module docstring).
+
+    Args:
+        maps: ``[N, K, S, S]`` heatmap logits; rois: ``[N, 4]``.
+
+    Returns:
+        (keypoints ``[N, K, 3]``, scores ``[N, K]``).
+    """
+    s = maps.shape[-1]
     widths, heights, map_w, map_h = _roi_map_sizes(rois)
-    scores = torch.zeros((n, k), dtype=torch.float32, device=maps.device)
-    pos = torch.zeros((n, k), dtype=torch.int64, device=maps.device)
-    for i in range(n):
-        size = [int(map_h[i]), int(map_w[i])]
-        resized = F.interpolate(maps[i:i + 1].float(), size=size, mode="bicubic", align_corners=False)[0]
-        flat = resized.reshape(k, -1)  # [K, h * w]
-        best = flat.argmax(dim=1)  # first maximum, row-major
-        pos[i] = best
-        scores[i] = flat.gather(1, best[:, None])[:, 0]
+    max_h = torch.cat([map_h, map_h.new_ones(1)]).max()
+    max_w = torch.cat([map_w, map_w.new_ones(1)]).max()
+    rows = _bicubic_matrix(map_h, max_h, s)  # [N, Hm, S]
+    cols = _bicubic_matrix(map_w, max_w, s)  # [N, Wm, S]
+    # Along x first, then along y, as F.interpolate sums its taps.
+    resized = torch.matmul(rows[:, None], torch.matmul(maps.float(), cols[:, None].transpose(2, 3)))  # [N, K, Hm, Wm]
+    ys = torch.arange(max_h, device=maps.device)
+    xs = torch.arange(max_w, device=maps.device)
+    inside = (ys[None, :, None] < map_h[:, None, None]) & (xs[None, None, :] < map_w[:, None, None])  # [N, Hm, Wm]
+    resized = resized.masked_fill(~inside[:, None], float("-inf"))
+    scores, position = resized.flatten(2).max(dim=2)  # [N, K], first maximum
+    y_int = torch.div(position, max_w, rounding_mode="floor")
+    pos = y_int * map_w[:, None] + (position - y_int * max_w)  # in the RoI's own (map_h, map_w) grid
     return _peaks_to_keypoints(rois, widths, heights, map_w, map_h, pos), scores
 
 
-@torch.jit.unused
-def _heatmaps_to_keypoints_eager(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
-    """``heatmaps_to_keypoints`` by the pruned peak search (eager), or the export decoder while tracing."""
-    if torch.jit.is_tracing():  # the peak search below is data-dependent; this one exports
-        from torchdet.export.keypoints import grid_heatmaps_to_keypoints
+def _decode_each_roi(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """``_decode_reference`` one RoI at a time: the same values, memory of one RoI's resized maps."""
+    n, k = maps.shape[0], maps.shape[1]
+    keypoints = torch.zeros((n, k, 3), dtype=torch.float32, device=maps.device)
+    scores = torch.zeros((n, k), dtype=torch.float32, device=maps.device)
+    for i in range(n):
+        keypoints[i:i + 1], scores[i:i + 1] = _decode_reference(maps[i:i + 1], rois[i:i + 1])
+    return keypoints, scores
 
-        return grid_heatmaps_to_keypoints(maps, rois)
+
+keypoint_decoding_dispatch = OpDispatcher("keypoint_decoding", reference=_decode_reference)
+
+
+@keypoint_decoding_dispatch.register("peak_search", modes=("eager",))
+def _decode_by_peak_search(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """The reference's keypoints by the pruned peak search (``_heatmap_peaks``)."""
     n, k = maps.shape[0], maps.shape[1]
     widths, heights, map_w, map_h = _roi_map_sizes(rois)
     if n == 0:
         return maps.new_zeros((0, k, 3), dtype=torch.float32), maps.new_zeros((0, k), dtype=torch.float32)
     scores, pos = _heatmap_peaks(maps.float(), map_h, map_w)
     return _peaks_to_keypoints(rois, widths, heights, map_w, map_h, pos), scores
+
+
+def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    """Keypoint positions and scores from heatmaps, all RoIs at once.
+
+    As torchvision: each RoI's heatmaps are resized bicubically (align_corners=False) to
+    ``(ceil(h), ceil(w))`` of the RoI (sides clamped to at least 1); the first maximum of each
+    resized map, shifted by half a cell and scaled back to the RoI's real size, is the keypoint,
+    and the resized value there its score. The form that runs is ``keypoint_decoding_dispatch``'s
+    choice (module docstring).
+
+    Args:
+        maps: [N, K, S, S] heatmap logits.
+        rois: [N, 4] RoIs (x1, y1, x2, y2).
+
+    Returns:
+        (keypoints [N, K, 3] (x, y, visibility 1), scores [N, K]).
+    """
+    if torch.jit.is_scripting():
+        return _decode_each_roi(maps, rois)
+    return _decode_dispatched(maps, rois)
+
+
+@torch.jit.unused
+def _decode_dispatched(maps: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+    return keypoint_decoding_dispatch(maps.device, maps, rois)
 
 
 def keypointrcnn_inference(keypoint_logits: Tensor, boxes: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
@@ -504,18 +564,16 @@ def keypointrcnn_inference(keypoint_logits: Tensor, boxes: List[Tensor]) -> Tupl
     if len(boxes) == 0:
         return [], []
     keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes, dim=0))
-    if torch.jit.is_tracing():  # slice by traced sizes: split() would bake the counts into the graph
-        kps_per_image: List[Tensor] = []
-        scores_per_image: List[Tensor] = []
-        start = 0
-        for b in boxes:
-            stop = start + b.shape[0]
-            kps_per_image.append(keypoints[start:stop])
-            scores_per_image.append(scores[start:stop])
-            start = stop
-        return kps_per_image, scores_per_image
-    counts = [len(b) for b in boxes]
-    return list(keypoints.split(counts, dim=0)), list(scores.split(counts, dim=0))
+    # Sliced by the boxes' sizes (split() would bake a trace's counts into the graph).
+    kps_per_image: List[Tensor] = []
+    scores_per_image: List[Tensor] = []
+    start = 0
+    for b in boxes:
+        stop = start + b.shape[0]
+        kps_per_image.append(keypoints[start:stop])
+        scores_per_image.append(scores[start:stop])
+        start = stop
+    return kps_per_image, scores_per_image
 
 
 def _size_as_float32(size: int, device: torch.device) -> Tensor:

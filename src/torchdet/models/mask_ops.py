@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchdet.ops.dispatch import OpDispatcher
 from torchdet.ops.roi_align import roi_align
 
 def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, M: int) -> Tensor:
@@ -132,34 +133,18 @@ def _linear_resize_taps(
     return i0, i1, w0 * inside, w1 * inside
 
 
-def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int = 1) -> Tensor:
-    """Paste ``M x M`` mask probabilities into a full image at their boxes, all detections at once.
+def _paste_rows_prepared(masks: Tensor, boxes: Tensor, im_h: int, im_w: int, padding: int
+                         ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The separable paste of ``paste_masks_in_image`` up to its last step.
 
-    Follows torchvision: the masks are padded by ``padding`` and the boxes grown to match, the boxes
-    are truncated to integers, each mask is resized bilinearly (align_corners=False) to its integer
-    box (``x2 - x1 + 1`` by ``y2 - y1 + 1``, at least 1) and written there, clipped to the image.
-    Bilinear resizing is separable: each mask is first resized along x into full-width image rows
-    (two taps per pixel, zero weights outside the box), then every image row inside a box mixes the
-    two resized rows it falls between; only rows inside boxes are computed.
-
-    Args:
-        masks: [N, 1, M, M] probabilities.
-        boxes: [N, 4] boxes (x1, y1, x2, y2) in the image's coordinates.
-        img_shape: (H, W) of the image; while tracing, traced sizes (the graph pastes at the
-            input's size, and all rows in one pass).
-        padding: zero border added around each mask before pasting.
+    ``im_h`` / ``im_w``: ints, or traced 0-dim tensors while tracing.
 
     Returns:
-        [N, 1, H, W] masks (same dtype as ``masks``), zero outside each box.
+        (out ``[N*H, W]`` zeros, rows ``[N*S, W]`` masks resized along x into full-width rows,
+        src0, src1 ``[R]`` the two rows each pasted image row mixes, w0, w1 ``[R, 1]`` their
+        weights, dst ``[R]`` the row of ``out`` it goes to) for the ``R`` image rows inside boxes.
     """
-    tracing = torch.jit.is_tracing()
-    if tracing:
-        im_h, im_w = img_shape[0], img_shape[1]
-    else:
-        im_h, im_w = int(img_shape[0]), int(img_shape[1])
     n = masks.shape[0]
-    if n == 0 and not tracing:
-        return masks.new_zeros((0, 1, im_h, im_w))
     padded, scale = expand_masks(masks, padding)
     dtype = masks.dtype if masks.is_floating_point() else torch.float32
     src = padded[:, 0].to(dtype)  # [N, S, S]
@@ -180,18 +165,68 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: List[int], pad
     det, row = inside[0], inside[1]  # [R], [R]
     src0, src1 = det * s + y0[det, row], det * s + y1[det, row]  # [R] rows of `columns`
     w0, w1, dst = v0[det, row, None], v1[det, row, None], det * im_h + row
-    flat = columns.reshape(n * s, im_w)
     out = torch.zeros(n * im_h, im_w, dtype=dtype, device=masks.device)
-    if tracing:  # one pass: a chunk count would be fixed at the traced size
-        _paste_rows(out, flat, src0, src1, w0, w1, dst)
-    else:
-        # In row chunks, so that the temporaries stay small (the output is the one big tensor).
-        step = _rows_per_chunk(im_w)
-        for start in range(0, dst.shape[0], step):
-            stop = start + step
-            _paste_rows(out, flat, src0[start:stop], src1[start:stop], w0[start:stop], w1[start:stop],
-                        dst[start:stop])
+    return out, columns.reshape(n * s, im_w), src0, src1, w0, w1, dst
+
+
+def _paste_reference(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int) -> Tensor:
+    """``paste_masks_in_image`` with every image row inside a box pasted in one pass (traceable:
+    the image size may be traced values). ``[N, 1, H, W]``."""
+    im_h, im_w = img_shape[0], img_shape[1]
+    out, rows, src0, src1, w0, w1, dst = _paste_rows_prepared(masks, boxes, im_h, im_w, padding)
+    _paste_rows(out, rows, src0, src1, w0, w1, dst)
+    return out.reshape(masks.shape[0], 1, im_h, im_w).to(masks.dtype)
+
+
+paste_masks_dispatch = OpDispatcher("paste_masks", reference=_paste_reference)
+
+
+@paste_masks_dispatch.register("row_chunks", modes=("eager",))
+def _paste_in_row_chunks(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int) -> Tensor:
+    """The reference's values, the rows pasted in chunks so that the temporaries stay small (the
+    output is the one big tensor)."""
+    im_h, im_w = int(img_shape[0]), int(img_shape[1])
+    n = masks.shape[0]
+    if n == 0:
+        return masks.new_zeros((0, 1, im_h, im_w))
+    out, rows, src0, src1, w0, w1, dst = _paste_rows_prepared(masks, boxes, im_h, im_w, padding)
+    step = _rows_per_chunk(im_w)
+    for start in range(0, dst.shape[0], step):
+        stop = start + step
+        _paste_rows(out, rows, src0[start:stop], src1[start:stop], w0[start:stop], w1[start:stop], dst[start:stop])
     return out.reshape(n, 1, im_h, im_w).to(masks.dtype)
+
+
+def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int = 1) -> Tensor:
+    """Paste ``M x M`` mask probabilities into a full image at their boxes, all detections at once.
+
+    Follows torchvision: the masks are padded by ``padding`` and the boxes grown to match, the boxes
+    are truncated to integers, each mask is resized bilinearly (align_corners=False) to its integer
+    box (``x2 - x1 + 1`` by ``y2 - y1 + 1``, at least 1) and written there, clipped to the image.
+    Bilinear resizing is separable: each mask is first resized along x into full-width image rows
+    (two taps per pixel, zero weights outside the box), then every image row inside a box mixes the
+    two resized rows it falls between; only rows inside boxes are computed. Forms
+    (``paste_masks_dispatch``): the reference pastes all rows in one pass (TorchScript, tracing,
+    torch.export); ``"row_chunks"`` (eager) pastes them in chunks of bounded memory.
+
+    Args:
+        masks: [N, 1, M, M] probabilities.
+        boxes: [N, 4] boxes (x1, y1, x2, y2) in the image's coordinates.
+        img_shape: (H, W) of the image; while tracing, traced sizes (the graph pastes at the
+            input's size).
+        padding: zero border added around each mask before pasting.
+
+    Returns:
+        [N, 1, H, W] masks (same dtype as ``masks``), zero outside each box.
+    """
+    if torch.jit.is_scripting():
+        return _paste_reference(masks, boxes, img_shape, padding)
+    return _paste_dispatched(masks, boxes, img_shape, padding)
+
+
+@torch.jit.unused
+def _paste_dispatched(masks: Tensor, boxes: Tensor, img_shape: List[int], padding: int) -> Tensor:
+    return paste_masks_dispatch(masks.device, masks, boxes, img_shape, padding)
 
 
 def _rows_per_chunk(width: int) -> int:

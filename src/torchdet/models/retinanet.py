@@ -47,14 +47,17 @@ BOX_LOSS_TYPES = ("l1", "smooth_l1", "giou")
 
 
 def _head_tower(in_channels: int, norm_layer: Optional[Callable[..., nn.Module]]) -> nn.Sequential:
-    """Four 3x3 conv (+ norm) + ReLU blocks, ``conv.{i}.0`` the conv; weights N(0, 0.01), biases 0."""
-    tower = nn.Sequential(*[Conv2dNormActivation(in_channels, in_channels, norm_layer=norm_layer) for _ in range(4)])
+    """Four 3x3 conv (+ norm) + ReLU blocks, ``conv.{i}.0`` the conv, with PyTorch's default init."""
+    return nn.Sequential(*[Conv2dNormActivation(in_channels, in_channels, norm_layer=norm_layer) for _ in range(4)])
+
+
+def _init_tower(tower: nn.Module) -> None:
+    """Tower convs: weights N(0, 0.01), biases 0."""
     for layer in tower.modules():
         if isinstance(layer, nn.Conv2d):
             nn.init.normal_(layer.weight, std=0.01)
             if layer.bias is not None:
                 nn.init.constant_(layer.bias, 0)
-    return tower
 
 
 def _rename_v1_tower_keys(state_dict: Dict[str, Tensor], prefix: str) -> None:
@@ -101,6 +104,7 @@ class RetinaNetClassificationHead(nn.Module):
                  norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
         super().__init__()
         self.conv = _head_tower(in_channels, norm_layer)
+        _init_tower(self.conv)
         self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, kernel_size=3, stride=1, padding=1)
         nn.init.normal_(self.cls_logits.weight, std=0.01)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_probability) / prior_probability))
@@ -145,10 +149,13 @@ class RetinaNetRegressionHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int,
                  norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
         super().__init__()
+        # torchvision's order (build tower, build and init bbox_reg, init tower) fixes the RNG draws,
+        # so a seeded build gives its initial weights.
         self.conv = _head_tower(in_channels, norm_layer)
         self.bbox_reg = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=3, stride=1, padding=1)
         nn.init.normal_(self.bbox_reg.weight, std=0.01)
         nn.init.zeros_(self.bbox_reg.bias)
+        _init_tower(self.conv)
         self.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
         self._loss_type = "l1"
 

@@ -7,30 +7,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchdet.models import keypoint_ops, mask_ops  # called through the modules: export swaps a decoder
+from torchdet.errors import InvalidInputError, InvalidInputTypeError, MissingInputKeyError
+from torchdet.models import keypoint_ops, mask_ops
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.matcher import Matcher
 from torchdet.models.sampler import BalancedPositiveNegativeSampler
 from torchdet.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
+from torchdet.ops.dispatch import OpDispatcher
 from torchdet.ops.nms import batched_nms
 
 Target = Dict[str, Tensor]
 
 
-# Activations per chunk when a mask / keypoint head runs in chunks of RoIs (see _conv_head_eager).
+# Activations per chunk when a mask / keypoint head runs in chunks of RoIs (see _conv_head_in_chunks).
 _ROI_CHUNK_BYTES = 16 * 2**20
 
 
-def _conv_head_eager(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> Tensor:
-    """``predictor(head(pooled))`` for the mask and keypoint branches: ``[R, C, 14, 14]`` -> logits.
+def _conv_head_reference(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> Tensor:
+    """``predictor(head(pooled))`` for the mask and keypoint branches: ``[R, C, 14, 14]`` -> logits."""
+    return predictor(head(pooled))
 
-    In eval on the CPU the conv stack runs channels-last (oneDNN's fast layout; the backbone
-    already uses it) on chunks of about 16 MiB of activations: 100 RoIs at once would keep
-    40-80 MB buffers, which miss the cache and, above glibc's 32 MB mmap threshold, come back
-    as fresh zeroed pages on every layer. Training and other devices run it whole.
+
+# The mask and keypoint conv heads: TorchScript, tracing and training run the reference.
+conv_head_dispatch = OpDispatcher("roi_conv_head", reference=_conv_head_reference)
+
+
+@conv_head_dispatch.register("channels_last_chunks", devices=("cpu",), modes=("eager",))
+def _conv_head_in_chunks(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> Tensor:
+    """The reference, in eval on chunks of about 16 MiB of activations in channels-last layout.
+
+    oneDNN's fast layout (the backbone already uses it), and 100 RoIs at once would keep 40-80 MB
+    buffers, which miss the cache and, above glibc's 32 MB mmap threshold, come back as fresh
+    zeroed pages on every layer. Training runs the reference.
     """
-    if head.training or predictor.training or pooled.device.type != "cpu" or torch.jit.is_tracing() \
-            or pooled.dim() != 4 or pooled.shape[0] == 0:
+    if head.training or predictor.training or pooled.dim() != 4 or pooled.shape[0] == 0:
         return predictor(head(pooled))
     # The widest activation is up to 4x the input per RoI (the mask predictor's 28x28 upsampling).
     per_roi = 4 * pooled[0].numel() * pooled.element_size()
@@ -38,6 +48,11 @@ def _conv_head_eager(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> T
     chunks = [predictor(head(part.contiguous(memory_format=torch.channels_last)))
               for part in pooled.split(step)]
     return torch.cat(chunks).contiguous()
+
+
+@torch.jit.unused
+def _conv_head(head: nn.Module, predictor: nn.Module, pooled: Tensor) -> Tensor:
+    return conv_head_dispatch(pooled.device, head, predictor, pooled)
 
 
 def fastrcnn_loss(class_logits: Tensor, box_regression: Tensor, labels: List[Tensor],
@@ -163,14 +178,15 @@ class RoIHeads(nn.Module):
 
     def check_targets(self, targets: Optional[List[Target]]) -> None:
         if targets is None:
-            raise ValueError("targets are required in training; pass one dict per image with 'boxes' and 'labels'.")
+            raise InvalidInputError(
+                "targets are required in training; pass one dict per image with 'boxes' and 'labels'.")
         required = ["boxes", "labels"]
         if self.has_mask():
             required.append("masks")
         for i, t in enumerate(targets):
             for key in required:
                 if key not in t:
-                    raise ValueError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
+                    raise MissingInputKeyError(f"target of image {i} lacks '{key}'; give it 'boxes', 'labels' "
                                      "(and 'masks' for Mask R-CNN).")
 
     def select_training_samples(self, proposals: List[Tensor], targets: Optional[List[Target]]
@@ -250,10 +266,10 @@ class RoIHeads(nn.Module):
         # The `is not None` tests let TorchScript skip the branch of a model without masks.
         if self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None:
             pooled = self.mask_roi_pool(features, mask_proposals, image_shapes)
-            if torch.jit.is_scripting():
+            if torch.jit.is_scripting():  # TorchScript cannot hand modules to the op: its reference inline
                 mask_logits = self.mask_predictor(self.mask_head(pooled))
             else:
-                mask_logits = _conv_head_eager(self.mask_head, self.mask_predictor, pooled)
+                mask_logits = _conv_head(self.mask_head, self.mask_predictor, pooled)
         else:
             raise ValueError("the mask branch needs mask_roi_pool, mask_head and mask_predictor.")
         if self.training:
@@ -282,10 +298,10 @@ class RoIHeads(nn.Module):
         if (self.keypoint_roi_pool is not None and self.keypoint_head is not None
                 and self.keypoint_predictor is not None):
             pooled = self.keypoint_roi_pool(features, keypoint_proposals, image_shapes)
-            if torch.jit.is_scripting():
+            if torch.jit.is_scripting():  # TorchScript cannot hand modules to the op: its reference inline
                 keypoint_logits = self.keypoint_predictor(self.keypoint_head(pooled))
             else:
-                keypoint_logits = _conv_head_eager(self.keypoint_head, self.keypoint_predictor, pooled)
+                keypoint_logits = _conv_head(self.keypoint_head, self.keypoint_predictor, pooled)
         else:
             raise ValueError("the keypoint branch needs keypoint_roi_pool, keypoint_head and keypoint_predictor.")
         if self.training:
@@ -311,11 +327,13 @@ class RoIHeads(nn.Module):
         if targets is not None:
             for i, t in enumerate(targets):
                 if not t["boxes"].is_floating_point():
-                    raise TypeError(f"target boxes of image {i} must be floating point; got {t['boxes'].dtype}.")
+                    raise InvalidInputTypeError(
+                        f"target boxes of image {i} must be floating point; got {t['boxes'].dtype}.")
                 if t["labels"].dtype != torch.int64:
-                    raise TypeError(f"target labels of image {i} must be int64; got {t['labels'].dtype}.")
+                    raise InvalidInputTypeError(f"target labels of image {i} must be int64; got {t['labels'].dtype}.")
                 if self.has_keypoint() and "keypoints" in t and t["keypoints"].dtype != torch.float32:
-                    raise TypeError(f"target keypoints of image {i} must be float32; got {t['keypoints'].dtype}.")
+                    raise InvalidInputTypeError(
+                        f"target keypoints of image {i} must be float32; got {t['keypoints'].dtype}.")
 
         labels: Optional[List[Tensor]] = None
         matched_idxs: Optional[List[Tensor]] = None

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError
 from torchdet.models.anchor_utils import AnchorGenerator
 from torchdet.models.box_coder import BoxCoder
 from torchdet.models.image_list import ImageList
@@ -91,7 +92,7 @@ def concat_box_prediction_layers(box_cls: List[Tensor], box_regression: List[Ten
 
 
 def _traced_min(size: int, bound: int) -> int:
-    """``min(size, bound)`` for a traced ``size`` (a 0-dim tensor while tracing), recorded in the graph."""
+    """``min(size, bound)``, recorded in the graph when ``size`` is traced (a 0-dim tensor while tracing)."""
     if torch.jit.is_scripting():
         return min(size, bound)
     return _clamp_traced(size, bound)
@@ -167,10 +168,7 @@ class RegionProposalNetwork(nn.Module):
         offset = 0
         for level_scores in objectness.split(num_anchors_per_level, 1):
             num_anchors = level_scores.shape[1]
-            if torch.jit.is_tracing():  # the level's size is a traced value: keep the min in the graph
-                k = _traced_min(num_anchors, self.pre_nms_top_n())
-            else:
-                k = min(self.pre_nms_top_n(), num_anchors)
+            k = _traced_min(num_anchors, self.pre_nms_top_n())  # a trace keeps the level's size in the graph
             _, idx = level_scores.topk(k, dim=1)
             top_n.append(idx + offset)
             offset += num_anchors
@@ -243,6 +241,14 @@ class RegionProposalNetwork(nn.Module):
         anchors = self.anchor_generator(images, feature_maps)
         num_images = len(anchors)
 
+        expected_per_location = self.anchor_generator.num_anchors_per_location()
+        for level, level_objectness in enumerate(objectness):
+            if level_objectness.shape[1] != expected_per_location[level]:
+                raise InvalidInputError(
+                    f"the RPN head predicts {level_objectness.shape[1]} anchors per location on feature level {level} "
+                    f"but the anchor generator makes {expected_per_location[level]} there; build the head with "
+                    "num_anchors_per_location() of the generator, which must be the same on every level."
+                )
         num_anchors_per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
         objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
         # Proposals are not differentiated through: the box loss acts on the deltas directly.
@@ -252,7 +258,7 @@ class RegionProposalNetwork(nn.Module):
         losses: Dict[str, Tensor] = {}
         if self.training:
             if targets is None:
-                raise ValueError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
+                raise InvalidInputError("targets are required to train the RPN; pass one dict per image with 'boxes'.")
             labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets)
             regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
             loss_objectness, loss_rpn_box_reg = self.compute_loss(objectness, pred_bbox_deltas, labels,

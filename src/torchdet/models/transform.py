@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchdet.errors import InvalidInputError, InvalidInputTypeError
 from torchdet.models.image_list import ImageList
 from torchdet.models.keypoint_ops import resize_keypoints
 from torchdet.models.mask_ops import paste_masks_in_image
@@ -153,7 +154,7 @@ class GeneralizedRCNNTransform(nn.Module):
         for i in range(len(images)):
             image = images[i]
             if image.dim() != 3:
-                raise ValueError(f"image {i} has shape {list(image.shape)}; expected [C, H, W].")
+                raise InvalidInputError(f"image {i} has shape {list(image.shape)}; expected [C, H, W].")
             target: Optional[Dict[str, Tensor]] = None
             if targets is not None:
                 target = targets[i]
@@ -170,7 +171,7 @@ class GeneralizedRCNNTransform(nn.Module):
     def normalize(self, image: Tensor) -> Tensor:
         """``(image - mean) / std`` per channel; ``image`` is ``[C, H, W]`` floating point."""
         if not image.is_floating_point():
-            raise TypeError(
+            raise InvalidInputTypeError(
                 f"images must be floating point in [0, 1]; got dtype {image.dtype} (use image.float() / 255)."
             )
         mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)

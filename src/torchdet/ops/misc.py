@@ -4,6 +4,9 @@
 - Conv2dNormActivation: conv -> optional norm -> optional activation, as an nn.Sequential
   (so its state_dict keys are ``0.weight``, ``1.weight``, ``1.running_mean`` ...).
 - SqueezeExcitation: channel attention (Hu et al., 2018) with 1x1 convs ``fc1``/``fc2``.
+- Conv3dNormActivation: Conv2dNormActivation's 3-D twin (keys ``0.weight``, ``1.weight`` ...).
+- MLP: Linear -> [norm] -> activation -> Dropout blocks, as an nn.Sequential.
+- Permute: ``torch.permute`` as a module.
 
 Names, signatures and state_dict keys follow torchvision's ``torchvision.ops.misc``.
 """
@@ -16,7 +19,9 @@ from torch import Tensor, nn
 
 from torchdet.ops import fusion
 
-__all__ = ["FrozenBatchNorm2d", "Conv2dNormActivation", "SqueezeExcitation"]
+__all__ = [
+    "FrozenBatchNorm2d", "Conv2dNormActivation", "Conv3dNormActivation", "SqueezeExcitation", "MLP", "Permute",
+]
 
 _IntOrPair = Union[int, Tuple[int, ...]]
 
@@ -175,3 +180,96 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: [N, C, H, W] -> [N, C, H, W]."""
         return self._scale(x) * x
+
+
+class Conv3dNormActivation(nn.Sequential):
+    """Conv3d, then ``norm_layer(out_channels)`` if given, then ``activation_layer()`` if given.
+
+    ``padding`` defaults to ``(kernel_size - 1) // 2 * dilation`` and ``bias`` to
+    ``norm_layer is None``. ``inplace`` is passed to the activation unless it is None.
+    Input ``[N, in_channels, D, H, W]``, output ``[N, out_channels, D', H', W']``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntOrPair = 3,
+        stride: _IntOrPair = 1,
+        padding: Optional[Union[_IntOrPair, str]] = None,
+        groups: int = 1,
+        norm_layer: Optional[Callable[..., nn.Module]] = nn.BatchNorm3d,
+        activation_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+        dilation: _IntOrPair = 1,
+        inplace: Optional[bool] = True,
+        bias: Optional[bool] = None,
+    ) -> None:
+        if padding is None:
+            padding = _same_padding(kernel_size, dilation)
+        if bias is None:
+            bias = norm_layer is None
+        layers: List[nn.Module] = [
+            nn.Conv3d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,  # type: ignore[arg-type]
+                dilation=dilation,
+                groups=groups,
+                bias=bias,
+            )
+        ]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if activation_layer is not None:
+            layers.append(activation_layer() if inplace is None else activation_layer(inplace=inplace))
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class MLP(nn.Sequential):
+    """Multi-layer perceptron: for each hidden size but the last, Linear -> ``norm_layer`` (if
+    given) -> ``activation_layer`` -> Dropout; then a last Linear and Dropout.
+
+    ``inplace`` is passed to the activation and the dropouts unless it is None.
+    Input ``[..., in_channels]``, output ``[..., hidden_channels[-1]]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: List[int],
+        norm_layer: Optional[Callable[..., nn.Module]] = None,
+        activation_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+        inplace: Optional[bool] = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        if len(hidden_channels) == 0:
+            raise ValueError("MLP needs at least one entry in hidden_channels (the output size)")
+        params = {} if inplace is None else {"inplace": inplace}
+        layers: List[nn.Module] = []
+        in_dim = in_channels
+        for hidden_dim in hidden_channels[:-1]:
+            layers.append(nn.Linear(in_dim, hidden_dim, bias=bias))
+            if norm_layer is not None:
+                layers.append(norm_layer(hidden_dim))
+            layers.append(activation_layer(**params))  # type: ignore[misc]
+            layers.append(nn.Dropout(dropout, **params))
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, hidden_channels[-1], bias=bias))
+        layers.append(nn.Dropout(dropout, **params))
+        super().__init__(*layers)
+
+
+class Permute(nn.Module):
+    """``torch.permute(x, dims)`` as a module (e.g. ``Permute([0, 2, 3, 1])`` for channels last)."""
+
+    def __init__(self, dims: List[int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: any tensor with ``len(dims)`` dimensions -> its dims permuted."""
+        return torch.permute(x, self.dims)

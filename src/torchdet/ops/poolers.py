@@ -5,12 +5,20 @@ Each box is pooled from one level, chosen by its size (FPN paper, eq. 1):
 levels present. A level's scale is inferred from its size relative to the largest image in
 the batch, rounded to a power of two.
 
-All levels are flattened into one pixel table and every box is pooled in a single pass, so the
-output comes out in the input box order without per-level scatter. While tracing for export
-the table is not traceable, so each level is pooled with ``roi_align`` (ONNX ``RoiAlign``) on its
-own boxes and scattered back into box order.
+The op's forms (``multi_scale_roi_align_dispatch``):
+
+- reference (TorchScript, tracing, torch.export / torch.compile): each level pooled with
+  ``roi_align`` on its own boxes and scattered back into box order; ``roi_align`` picks its own
+  form per mode (ONNX ``RoiAlign`` while tracing, the ``torchdet::roi_align`` custom op under
+  torch.export), so the levels' box counts may be unbacked sizes;
+- ``"pixel_table"`` (eager): all levels flattened into one pixel table and every box pooled in a
+  single pass, in box order without a scatter.
+
+``torch.fx`` symbolic tracing records the feature filter, the scale inference and the pooling
+as three calls (``torch.fx.wrap``).
 """
 
+import math
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -18,18 +26,18 @@ from torch import Tensor, nn
 
 from torchdet.ops._profiling import profiled
 from torchdet.ops.boxes import box_area
+from torchdet.ops.dispatch import OpDispatcher
 from torchdet.ops.roi_align import (
     _boxes_to_rois,
     _compute_dtype,
     _pair,
     _pixel_tables,
-    _is_exporting,
     _pool_bins,
     _roi_geometry,
     roi_align,
 )
 
-__all__ = ["MultiScaleRoIAlign", "LevelMapper", "initLevelMapper"]
+__all__ = ["MultiScaleRoIAlign", "LevelMapper", "initLevelMapper", "multi_scale_roi_align", "multi_scale_roi_align_dispatch"]
 
 
 class LevelMapper:
@@ -75,9 +83,10 @@ def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
     absorbs the padding for any image taller than a few dozen pixels.
     """
     approx = float(feature.shape[-2]) / float(original_size[0])
-    return 2 ** float(torch.tensor(approx).log2().round())
+    return 2.0 ** float(round(math.log(approx) / math.log(2.0)))  # math.log2 is not in TorchScript
 
 
+@torch.fx.wrap
 def _setup_scales(
     features: List[Tensor], image_shapes: List[Tuple[int, int]], canonical_scale: int, canonical_level: int
 ) -> Tuple[List[float], LevelMapper]:
@@ -89,20 +98,28 @@ def _setup_scales(
         max_width = max(max_width, int(shape[1]))
     scales = [_infer_scale(feature, [max_height, max_width]) for feature in features]
     # Levels are the negative log2 of the scales: 1/4 -> level 2.
-    lvl_min = -float(torch.log2(torch.tensor(scales[0])))
-    lvl_max = -float(torch.log2(torch.tensor(scales[-1])))
-    return scales, initLevelMapper(int(lvl_min), int(lvl_max), canonical_scale, canonical_level)
+    lvl_min = int(round(-math.log(scales[0]) / math.log(2.0)))
+    lvl_max = int(round(-math.log(scales[-1]) / math.log(2.0)))
+    return scales, initLevelMapper(lvl_min, lvl_max, canonical_scale, canonical_level)
 
 
-def _rois(boxes: List[Tensor]) -> Tensor:
-    """Per-image ``[L_i, 4]`` boxes -> ``[sum L_i, 5]`` rows ``(image index, x1, y1, x2, y2)``."""
-    ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
-    return torch.cat([torch.cat(ids, dim=0), torch.cat(boxes, dim=0)], dim=1)
+@torch.fx.wrap
+def _filter_features(x: Dict[str, Tensor], featmap_names: List[str]) -> List[Tensor]:
+    """The maps of ``x`` named in ``featmap_names``, in the dict's order (as torchvision: a MobileNet
+    FPN yields "0", "1", "pool" for the default ["0", "1", "2", "3"])."""
+    features: List[Tensor] = []
+    for name, feature in x.items():
+        if name in featmap_names:
+            features.append(feature)
+    if len(features) == 0:
+        raise ValueError(
+            f"MultiScaleRoIAlign: none of the feature maps {featmap_names} is in the backbone's "
+            f"output {list(x.keys())}; pass featmap_names that the backbone returns"
+        )
+    return features
 
 
-@torch.jit.unused
-@profiled("roi_align")
-def _multiscale_roi_align(
+def _multi_scale_roi_align_reference(
     features: List[Tensor],
     boxes: List[Tensor],
     output_size: Tuple[int, int],
@@ -110,13 +127,47 @@ def _multiscale_roi_align(
     scales: List[float],
     mapper: LevelMapper,
 ) -> Tensor:
-    """Pool every box from its level. ``[K, C, h, w]``, boxes in input order."""
+    """One ``roi_align`` per level on the boxes of that level, scattered back into box order.
+
+    Args:
+        features: ``[B, C, H_l, W_l]`` per level, finest first; boxes: per image ``[L_i, 4]``.
+        scales: feature size over image size per level; mapper: box -> level index.
+
+    Returns:
+        ``[sum L_i, C, h, w]`` in box order.
+    """
+    first = features[0]
+    rois = _boxes_to_rois(boxes).to(first.dtype)
+    if len(features) == 1:
+        return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
+    levels = mapper(boxes)  # [K]
+    result = torch.zeros((rois.shape[0], first.shape[1], output_size[0], output_size[1]),
+                         dtype=first.dtype, device=first.device)
+    for level, feature in enumerate(features):
+        index = torch.where(levels == level)[0]  # [K_l]
+        pooled = roi_align(feature, rois[index], output_size, spatial_scale=scales[level],
+                           sampling_ratio=sampling_ratio)
+        result = result.index_put((index,), pooled)
+    return result
+
+
+multi_scale_roi_align_dispatch = OpDispatcher("multi_scale_roi_align", reference=_multi_scale_roi_align_reference)
+
+
+@multi_scale_roi_align_dispatch.register("pixel_table", modes=("eager",))
+def _multi_scale_roi_align_pixel_table(
+    features: List[Tensor],
+    boxes: List[Tensor],
+    output_size: Tuple[int, int],
+    sampling_ratio: int,
+    scales: List[float],
+    mapper: LevelMapper,
+) -> Tensor:
+    """The reference's values in one pass over one pixel table of all levels (see ``roi_align``)."""
     rois = _boxes_to_rois(boxes)
     first = features[0]
     if len(features) == 1:
         return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
-    if _is_exporting():
-        return _multiscale_roi_align_per_level(features, boxes, rois, output_size, sampling_ratio, scales, mapper)
     num_rois, channels = rois.shape[0], first.shape[1]
     if num_rois == 0:
         return first.new_zeros((0, channels) + tuple(output_size))
@@ -137,32 +188,41 @@ def _multiscale_roi_align(
     return bins.permute(0, 3, 1, 2).contiguous().to(first.dtype)
 
 
-def _multiscale_roi_align_per_level(
+@torch.fx.wrap
+def multi_scale_roi_align(
     features: List[Tensor],
     boxes: List[Tensor],
-    rois: Tensor,
     output_size: Tuple[int, int],
     sampling_ratio: int,
     scales: List[float],
     mapper: LevelMapper,
 ) -> Tensor:
-    """Traceable and scriptable form of ``_multiscale_roi_align``: one ``roi_align`` per level, scattered back.
+    """Pool every box from its FPN level: ``[sum L_i, C, h, w]``, in the order of ``boxes``.
 
-    ``rois``: ``[K, 5]`` from ``boxes``. Returns ``[K, C, h, w]`` in box order.
+    Args:
+        features: ``[B, C, H_l, W_l]`` per level, finest first.
+        boxes: per image ``[L_i, 4]`` boxes in ``xyxy`` image coordinates.
+        output_size: ``(h, w)``; sampling_ratio: as in ``roi_align``.
+        scales, mapper: from ``MultiScaleRoIAlign`` (each level's scale, the box -> level rule).
     """
-    first = features[0]
-    rois = rois.to(first.dtype)
-    if len(features) == 1:
-        return roi_align(first, rois, output_size, spatial_scale=scales[0], sampling_ratio=sampling_ratio)
-    levels = mapper(boxes)  # [K]
-    result = torch.zeros((rois.shape[0], first.shape[1], output_size[0], output_size[1]),
-                         dtype=first.dtype, device=first.device)
-    for level, feature in enumerate(features):
-        index = torch.where(levels == level)[0]  # [K_l]
-        pooled = roi_align(feature, rois[index], output_size, spatial_scale=scales[level],
-                           sampling_ratio=sampling_ratio)
-        result = result.index_put((index,), pooled)
-    return result
+    if torch.jit.is_scripting():
+        return _multi_scale_roi_align_reference(features, boxes, output_size, sampling_ratio, scales, mapper)
+    return _multi_scale_roi_align_dispatched(features, boxes, output_size, sampling_ratio, scales, mapper)
+
+
+@torch.jit.unused
+@profiled("roi_align")
+def _multi_scale_roi_align_dispatched(
+    features: List[Tensor],
+    boxes: List[Tensor],
+    output_size: Tuple[int, int],
+    sampling_ratio: int,
+    scales: List[float],
+    mapper: LevelMapper,
+) -> Tensor:
+    return multi_scale_roi_align_dispatch(
+        features[0].device, features, boxes, output_size, sampling_ratio, scales, mapper
+    )
 
 
 class MultiScaleRoIAlign(nn.Module):
@@ -211,24 +271,10 @@ class MultiScaleRoIAlign(nn.Module):
         Returns:
             ``[sum L_i, C, h, w]`` pooled features, in the order of ``boxes``.
         """
-        # As torchvision: pool from the listed maps the backbone produced, in the dict's order
-        # (a MobileNet FPN yields "0", "1", "pool" for the default ["0", "1", "2", "3"]).
-        features: List[Tensor] = []
-        for name, feature in x.items():
-            if name in self.featmap_names:
-                features.append(feature)
-        if len(features) == 0:
-            raise ValueError(
-                f"MultiScaleRoIAlign: none of the feature maps {self.featmap_names} is in the backbone's "
-                f"output {list(x.keys())}; pass featmap_names that the backbone returns"
-            )
+        features = _filter_features(x, self.featmap_names)
         scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
         self.scales, self.map_levels = scales, mapper
-        if torch.jit.is_scripting():
-            return _multiscale_roi_align_per_level(
-                features, boxes, _rois(boxes), self.output_size, self.sampling_ratio, scales, mapper
-            )
-        return _multiscale_roi_align(features, boxes, self.output_size, self.sampling_ratio, scales, mapper)
+        return multi_scale_roi_align(features, boxes, self.output_size, self.sampling_ratio, scales, mapper)
 
     def __repr__(self) -> str:
         return (

@@ -29,15 +29,20 @@ per-entry overhead dominates, and a second strategy is used instead: sum the wei
 of each (RoI, channel, output row) with ``embedding_bag`` over the ``[B*C*H, W]`` rows, then apply
 the x weights with one batched matmul. A rough cost model picks the strategy per call.
 
-Export: while tracing (``torch.onnx.export`` with ``dynamo=False``, ``torch.jit.trace``)
-``roi_align`` runs through ``_RoIAlignOp``, whose forward is the implementation above and whose
-ONNX symbolic is ``RoiAlign`` (``mode="avg"``; adaptive ``sampling_ratio <= 0`` becomes 0;
-``aligned`` maps to ``coordinate_transformation_mode`` from opset 16, and before that to a
-half-pixel shift of the boxes). Eager calls never take that path.
+The op's forms (``roi_align_dispatch``, see ``torchdet.ops.dispatch``):
 
-TorchScript: the pooling helpers are written in the TorchScript subset, so a scripted
-``roi_align`` runs the same code as eager; only the export node and the profiling wrapper sit
-in a ``@torch.jit.unused`` function.
+- reference (TorchScript, and any device or mode nothing else serves): the definition above
+  on a grid padded to the largest RoI's, one ``embedding_bag`` per chunk of RoIs;
+- ``"grouped"`` (eager): the ragged entry lists and the row strategy described above, with a
+  faster backward;
+- ``"onnx"`` (trace: ``torch.jit.trace``, the legacy ONNX exporter): ``_RoIAlignOp``, one graph
+  node whose ONNX symbolic is ``RoiAlign`` (``mode="avg"``; adaptive ``sampling_ratio <= 0``
+  becomes 0; ``aligned`` maps to ``coordinate_transformation_mode`` from opset 16, and before
+  that to a half-pixel shift of the boxes);
+- ``"custom_op"`` (compile: ``torch.export``, ``torch.compile``): ``torch.ops.torchdet.roi_align``,
+  an opaque op with a fake implementation (``[K, C, h, w]`` for ``K`` rois, ``K`` may be
+  unbacked) and a backward, so no data-dependent Python is traced. ``torch.fx`` symbolic
+  tracing records ``roi_align`` itself as one call (``torch.fx.wrap``).
 """
 from __future__ import annotations
 
@@ -48,26 +53,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 
+from torchdet.errors import InvalidInputError
 from torchdet.ops._profiling import profiled
+from torchdet.ops.dispatch import OpDispatcher
 
-__all__ = ["roi_align", "RoIAlign"]
+__all__ = ["roi_align", "RoIAlign", "roi_align_dispatch"]
 
 BoxesArg = Union[Tensor, List[Tensor]]
 Geometry = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]  # start_y, start_x, bin_h, bin_w, grid_h, grid_w
 
 _MAX_ENTRIES_PER_CHUNK = 1 << 22  # gathered (pixel, weight) pairs per embedding_bag call
-
-
-def _entry_budget() -> int:
-    """``_MAX_ENTRIES_PER_CHUNK``, read at call time in eager (tests lower it); a constant when scripted."""
-    if torch.jit.is_scripting():
-        return 1 << 22
-    return _eager_entry_budget()
-
-
-@torch.jit.unused
-def _eager_entry_budget() -> int:
-    return _MAX_ENTRIES_PER_CHUNK
 
 
 def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -86,7 +81,7 @@ def _boxes_to_rois(boxes: List[Tensor]) -> Tensor:
     ids: List[Tensor] = []
     for i, b in enumerate(boxes):
         if b.dim() != 2 or b.shape[-1] != 4:
-            raise ValueError(f"roi_align: boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
+            raise InvalidInputError(f"roi_align: boxes[{i}] must have shape [L, 4], got {list(b.shape)}")
         ids.append(torch.full_like(b[:, :1], i))
     if len(boxes) == 0:
         return torch.zeros((0, 5))
@@ -95,7 +90,7 @@ def _boxes_to_rois(boxes: List[Tensor]) -> Tensor:
 
 def _check_rois(rois: Tensor) -> None:
     if rois.dim() != 2 or rois.shape[1] != 5:
-        raise ValueError(
+        raise InvalidInputError(
             f"roi_align: boxes must be a Tensor[K, 5] of (batch index, x1, y1, x2, y2) or a list of "
             f"Tensor[L, 4], got a tensor of shape {list(rois.shape)}"
         )
@@ -235,14 +230,9 @@ def _pool_chunk(
 
 
 def _weighted_bag_sum(entries: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
-    """``embedding_bag(mode="sum", per_sample_weights=weights)``; in eager mode with a faster backward."""
-    if torch.jit.is_scripting() or not table.requires_grad:
+    """``embedding_bag(mode="sum", per_sample_weights=weights)``, with a faster backward."""
+    if not table.requires_grad:
         return F.embedding_bag(entries, table, offsets, mode="sum", per_sample_weights=weights)
-    return _bag_sum_with_transposed_backward(entries, table, offsets, weights)
-
-
-@torch.jit.unused
-def _bag_sum_with_transposed_backward(entries: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
     return _WeightedBagSum.apply(entries, table, offsets, weights)
 
 
@@ -301,7 +291,7 @@ def _pool_bins(
     grid_h, grid_w = geometry[4], geometry[5]
     entries_per_roi = 4 * grid_h * grid_w * (pooled_h * pooled_w)
     pooled: List[Tensor] = []
-    for a, b in _chunk_bounds(entries_per_roi, _entry_budget()):
+    for a, b in _chunk_bounds(entries_per_roi, _MAX_ENTRIES_PER_CHUNK):
         pooled.append(_pool_chunk(table, base[a:b], height[a:b], width[a:b], _slice(geometry, a, b), pooled_h, pooled_w))
     bins = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=0)  # [K * ph * pw, C]
     return bins.view(base.shape[0], pooled_h, pooled_w, table.shape[1])
@@ -386,7 +376,7 @@ def _pool_rows(input: Tensor, rois: Tensor, geometry: Geometry, output_size: Tup
     batch_index = rois[:, 0].long()
     per_roi = (2 * geometry[4] + width) * (channels * pooled_h)
     pooled: List[Tensor] = []
-    for a, b in _chunk_bounds(per_roi, _entry_budget()):
+    for a, b in _chunk_bounds(per_roi, _MAX_ENTRIES_PER_CHUNK):
         pooled.append(
             _pool_rows_chunk(rows, batch_index[a:b], (channels, height, width), _slice(geometry, a, b), pooled_h, pooled_w)
         )
@@ -416,12 +406,9 @@ def _pixel_tables(features: List[Tensor], dtype: torch.dtype) -> Tensor:
     into its rows (one copy of the maps, not two); in eager mode the backward hands each level
     its rows of the gradient as a view, without the clone autograd's slice copies would make.
     """
-    needs_grad = False
-    for f in features:
-        needs_grad = needs_grad or f.requires_grad
-    if torch.jit.is_scripting() or not needs_grad:
+    if not any(f.requires_grad for f in features):
         return _fill_pixel_table(features, dtype)
-    return _pixel_tables_with_grad(features, dtype)
+    return _PixelTables.apply(dtype, *features)
 
 
 def _fill_pixel_table(features: List[Tensor], dtype: torch.dtype) -> Tensor:
@@ -438,11 +425,6 @@ def _fill_pixel_table(features: List[Tensor], dtype: torch.dtype) -> Tensor:
         table[start:stop].view(batch, height, width, channels).copy_(f.detach().permute(0, 2, 3, 1))
         start = stop
     return table
-
-
-@torch.jit.unused
-def _pixel_tables_with_grad(features: List[Tensor], dtype: torch.dtype) -> Tensor:
-    return _PixelTables.apply(dtype, *features)
 
 
 class _PixelTables(torch.autograd.Function):
@@ -465,9 +447,149 @@ class _PixelTables(torch.autograd.Function):
         return (None, *grads)
 
 
-def _is_exporting() -> bool:
-    """True while ``torch.onnx.export`` or ``torch.jit.trace`` records the graph."""
-    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+def _check_batch_index(rois: Tensor, batch: int) -> None:
+    """Every RoI's image index lies in ``[0, batch)`` (reads the values: eager and TorchScript only)."""
+    if rois.shape[0] == 0:
+        return
+    batch_index = rois[:, 0]
+    if bool((batch_index < 0).any()) or bool((batch_index >= batch).any()):
+        raise InvalidInputError(
+            f"roi_align: box batch indices must lie in [0, {batch - 1}] for an input of {batch} images, "
+            f"got values in [{float(batch_index.min())}, {float(batch_index.max())}]"
+        )
+
+
+def _reference_taps(
+    rois: Tensor, geometry: Geometry, max_grid: Tuple[int, int], pooled: Tuple[int, int], shape: Tuple[int, int],
+    a: int, b: int,
+) -> Tuple[Tensor, Tensor]:
+    """Pixel-table rows and weights of every tap of every bin of RoIs ``a:b``.
+
+    Args:
+        rois: ``[K, 5]`` in the compute dtype; geometry: from ``_roi_geometry``.
+        max_grid: ``(gh, gw)`` at least every RoI's grid (extra samples get weight zero).
+        pooled: ``(ph, pw)``; shape: the feature map's ``(H, W)``.
+
+    Returns:
+        ``(entries, weights)``, both ``[(b - a) * ph * pw, 4 * gh * gw]``, bins in RoI-major order.
+    """
+    start_y, start_x, bin_h, bin_w, grid_h, grid_w = geometry
+    pooled_h, pooled_w = pooled
+    height, width = shape
+    k = b - a
+    y_index, y_weight = _axis_samples(start_y[a:b], bin_h[a:b], grid_h[a:b], max_grid[0], pooled_h,
+                                      torch.full_like(grid_h[a:b], height))
+    x_index, x_weight = _axis_samples(start_x[a:b], bin_w[a:b], grid_w[a:b], max_grid[1], pooled_w,
+                                      torch.full_like(grid_w[a:b], width))
+    base = (rois[a:b, 0].long() * (height * width)).view(k, 1, 1, 1, 1)
+    # [k, ph, pw, 2*gh, 2*gw]: table row and weight of every tap of every bin.
+    entries = base + y_index.view(k, pooled_h, 1, -1, 1) * width + x_index.view(k, 1, pooled_w, 1, -1)
+    inv_count = 1.0 / (grid_h[a:b] * grid_w[a:b]).clamp(min=1).to(y_weight.dtype)
+    y_weight = y_weight.view(k, pooled_h, -1) * inv_count.view(k, 1, 1)
+    weights = y_weight.view(k, pooled_h, 1, -1, 1) * x_weight.view(k, 1, pooled_w, 1, -1)
+    taps = 4 * max_grid[0] * max_grid[1]
+    return entries.reshape(-1, taps), weights.reshape(-1, taps)
+
+
+def _reference_setup(
+    rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int, aligned: bool,
+    dtype: torch.dtype, device: torch.device,
+) -> Tuple[Tensor, Geometry, Tuple[int, int]]:
+    """The reference's rois (compute dtype), geometry and padded grid ``(gh, gw)``."""
+    rois = rois.detach().to(device=device, dtype=dtype)
+    scale = torch.tensor(spatial_scale, dtype=dtype, device=device)
+    geometry = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
+    return rois, geometry, (max(int(geometry[4].max()), 1), max(int(geometry[5].max()), 1))
+
+
+def _roi_align_reference(
+    input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """RoIAlign by its definition: every bin a weighted sum of its ``4 * grid_h * grid_w`` taps.
+
+    Every RoI gets the largest RoI's grid; the extra samples have weight zero. The taps of all bins
+    are one ``[bins, taps]`` index/weight pair for ``embedding_bag`` over the channels-last pixel
+    table, in chunks of RoIs that bound the entry lists' memory. Scriptable, differentiable in
+    ``input``, any device; a trace keeps it right at other RoI counts with a fixed
+    ``sampling_ratio > 0`` (an adaptive grid's padded size is read as a Python int).
+
+    Args:
+        input: ``[B, C, H, W]``; rois: ``[K, 5]`` ``(batch index, x1, y1, x2, y2)``.
+
+    Returns:
+        ``[K, C, pooled_h, pooled_w]``, the dtype of ``input``.
+    """
+    _check_batch_index(rois, input.shape[0])
+    batch, channels, height, width = input.shape
+    num_rois = rois.shape[0]
+    if num_rois == 0 or height == 0 or width == 0:
+        return input.new_zeros((num_rois, channels, pooled_h, pooled_w))
+    dtype = _compute_dtype(input.dtype)
+    rois, geometry, grid = _reference_setup(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned,
+                                            dtype, input.device)
+    table = _pixel_table(input, dtype)  # [B*H*W, C]
+    step = max(1, (1 << 22) // (pooled_h * pooled_w * 4 * grid[0] * grid[1]))  # a literal for TorchScript
+    pooled: List[Tensor] = []
+    for a in range(0, num_rois, step):
+        entries, weights = _reference_taps(rois, geometry, grid, (pooled_h, pooled_w), (height, width), a,
+                                           min(a + step, num_rois))
+        pooled.append(F.embedding_bag(entries, table, mode="sum", per_sample_weights=weights))
+    bins = torch.cat(pooled).view(num_rois, pooled_h, pooled_w, channels)
+    return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
+
+
+def _roi_align_input_grad(
+    grad: Tensor, rois: Tensor, input_shape: List[int], pooled_h: int, pooled_w: int, spatial_scale: float,
+    sampling_ratio: int, aligned: bool,
+) -> Tensor:
+    """Gradient of ``roi_align`` with respect to its input (it is linear in the input): every tap's
+    weight times its bin's gradient, added to the tap's pixel. ``grad [K, C, ph, pw]`` -> ``[B, C, H, W]``."""
+    batch, channels, height, width = input_shape[0], input_shape[1], input_shape[2], input_shape[3]
+    num_rois = rois.shape[0]
+    dtype = _compute_dtype(grad.dtype)
+    table = torch.zeros((batch * height * width, channels), dtype=dtype, device=grad.device)
+    if num_rois > 0 and height > 0 and width > 0:
+        rois, geometry, grid = _reference_setup(rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned,
+                                                dtype, grad.device)
+        bins = pooled_h * pooled_w
+        grad_bins = grad.to(dtype).permute(0, 2, 3, 1).reshape(num_rois * bins, channels)
+        step = max(1, (1 << 22) // (bins * 4 * grid[0] * grid[1] * max(channels, 1)))
+        for a in range(0, num_rois, step):
+            b = min(a + step, num_rois)
+            entries, weights = _reference_taps(rois, geometry, grid, (pooled_h, pooled_w), (height, width), a, b)
+            contributions = weights[:, :, None] * grad_bins[a * bins:b * bins, None, :]  # [bins, taps, C]
+            table.index_add_(0, entries.reshape(-1), contributions.reshape(-1, channels))
+    return table.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous().to(grad.dtype)
+
+
+roi_align_dispatch = OpDispatcher("roi_align", reference=_roi_align_reference)
+
+
+@roi_align_dispatch.register("grouped", modes=("eager",))
+def _roi_align_grouped(
+    input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """The reference's values by the grouped pixel-table or the row strategy, whichever the cost
+    model finds cheaper (see the module docstring). ``[K, C, pooled_h, pooled_w]``."""
+    _check_batch_index(rois, input.shape[0])
+    batch, channels, height, width = input.shape
+    num_rois = rois.shape[0]
+    if num_rois == 0 or height == 0 or width == 0:
+        return input.new_zeros((num_rois, channels, pooled_h, pooled_w))
+    dtype = _compute_dtype(input.dtype)
+    rois = rois.detach().to(device=input.device, dtype=dtype)
+    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
+    geometry = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
+    if _rows_path_is_cheaper(geometry, (batch, channels, height, width), (pooled_h, pooled_w)):
+        return _pool_rows(input.to(dtype), rois, geometry, (pooled_h, pooled_w)).to(input.dtype)
+    table = _pixel_table(input, dtype)
+    base = rois[:, 0].long() * (height * width)  # [K] first table row of each RoI's image
+    bins = _pool_bins(
+        table, base, torch.full_like(base, height), torch.full_like(base, width), geometry, (pooled_h, pooled_w)
+    )
+    return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
 
 
 class _RoIAlignOp(torch.autograd.Function):
@@ -481,7 +603,7 @@ class _RoIAlignOp(torch.autograd.Function):
         state = torch._C._get_tracing_state()  # the graph gets the symbolic only, not these ops
         torch._C._set_tracing_state(None)
         try:
-            return _roi_align_rois(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
+            return _roi_align_grouped(input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned)
         finally:
             torch._C._set_tracing_state(state)
 
@@ -507,6 +629,79 @@ class _RoIAlignOp(torch.autograd.Function):
         return g.op("RoiAlign", input, boxes, batch_indices, **attrs)
 
 
+@roi_align_dispatch.register("onnx", modes=("trace",))
+def _roi_align_onnx(
+    input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """One traced ``RoiAlign`` node (an inference graph: no gradient is recorded)."""
+    with torch.no_grad():
+        return _RoIAlignOp.apply(
+            input, rois.to(dtype=input.dtype), pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio),
+            bool(aligned),
+        )
+
+
+@torch.library.custom_op("torchdet::roi_align", mutates_args=())
+def _roi_align_library_op(
+    input: Tensor, rois: Tensor, pooled_height: int, pooled_width: int, spatial_scale: float,
+    sampling_ratio: int, aligned: bool,
+) -> Tensor:
+    """``torch.ops.torchdet.roi_align``: ``[B, C, H, W]``, ``[K, 5]`` -> ``[K, C, pooled_height, pooled_width]``."""
+    return _roi_align_grouped(input, rois, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned)
+
+
+@_roi_align_library_op.register_fake
+def _(input: Tensor, rois: Tensor, pooled_height: int, pooled_width: int, spatial_scale: float,
+      sampling_ratio: int, aligned: bool) -> Tensor:
+    return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
+
+
+@torch.library.custom_op("torchdet::roi_align_backward", mutates_args=())
+def _roi_align_backward_op(
+    grad: Tensor, rois: Tensor, batch: int, channels: int, height: int, width: int, pooled_height: int,
+    pooled_width: int, spatial_scale: float, sampling_ratio: int, aligned: bool,
+) -> Tensor:
+    """Gradient of ``torchdet::roi_align`` with respect to its input: ``[B, C, H, W]``."""
+    return _roi_align_input_grad(grad, rois, [batch, channels, height, width], pooled_height, pooled_width,
+                                 spatial_scale, sampling_ratio, aligned)
+
+
+@_roi_align_backward_op.register_fake
+def _(grad: Tensor, rois: Tensor, batch: int, channels: int, height: int, width: int, pooled_height: int,
+      pooled_width: int, spatial_scale: float, sampling_ratio: int, aligned: bool) -> Tensor:
+    return grad.new_empty((batch, channels, height, width))
+
+
+def _roi_align_setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+    input, rois, *params = inputs
+    ctx.save_for_backward(rois)
+    ctx.input_shape = tuple(input.shape)
+    ctx.params = params
+
+
+def _roi_align_library_backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def]
+    (rois,) = ctx.saved_tensors
+    grad_input = _roi_align_backward_op(grad.contiguous(), rois, *ctx.input_shape, *ctx.params)
+    return (grad_input,) + (None,) * 6
+
+
+_roi_align_library_op.register_autograd(_roi_align_library_backward, setup_context=_roi_align_setup_context)
+
+
+@roi_align_dispatch.register("custom_op", modes=("compile",))
+def _roi_align_custom_op(
+    input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """``torch.ops.torchdet.roi_align``: one opaque node for torch.export and torch.compile."""
+    return torch.ops.torchdet.roi_align(
+        input, rois.to(dtype=input.dtype), pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio),
+        bool(aligned),
+    )
+
+
+@torch.fx.wrap
 def roi_align(
     input: Tensor,
     boxes: BoxesArg,
@@ -530,19 +725,23 @@ def roi_align(
 
     Returns:
         ``[K, C, h, w]`` pooled features, same dtype and device as ``input``.
+
+    Raises:
+        InvalidInputError: (a ``ValueError`` and an ``AssertionError``) for misshapen input or
+            boxes, or batch indices outside the input's batch.
     """
     if input.dim() != 4:
-        raise ValueError(f"roi_align expects input of shape [B, C, H, W], got {list(input.shape)}")
+        raise InvalidInputError(f"roi_align expects input of shape [B, C, H, W], got {list(input.shape)}")
     if torch.jit.is_scripting():
         rois = boxes if isinstance(boxes, Tensor) else _boxes_to_rois(boxes)
         _check_rois(rois)
-        return _roi_align_rois(input, rois, (output_size[0], output_size[1]), spatial_scale, sampling_ratio, aligned)
-    return _roi_align_python(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+        return _roi_align_reference(input, rois, output_size[0], output_size[1], spatial_scale, sampling_ratio, aligned)
+    return _roi_align_dispatched(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
 
 
 @torch.jit.unused
 @profiled("roi_align")
-def _roi_align_python(
+def _roi_align_dispatched(
     input: Tensor,
     boxes: BoxesArg,
     output_size: Union[int, Sequence[int]],
@@ -550,47 +749,11 @@ def _roi_align_python(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    """Eager ``roi_align``: the export node while tracing, else ``_roi_align_rois``."""
+    """Eager entry: the form ``roi_align_dispatch`` chooses for the input's device and the mode."""
     rois = boxes if isinstance(boxes, Tensor) else _boxes_to_rois(list(boxes))
     _check_rois(rois)
     pooled_h, pooled_w = _pair(output_size)
-    if _is_exporting():
-        rois = rois.to(dtype=input.dtype)
-        with torch.no_grad():  # a graph for inference; the op is recorded by its symbolic
-            return _RoIAlignOp.apply(
-                input, rois, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), bool(aligned)
-            )
-    return _roi_align_rois(input, rois, (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned)
-
-
-def _roi_align_rois(
-    input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int, aligned: bool
-) -> Tensor:
-    """``roi_align`` on checked ``[K, 5]`` rois (see there)."""
-    pooled_h, pooled_w = output_size
-    batch, channels, height, width = input.shape
-    num_rois = rois.shape[0]
-    if num_rois == 0 or height == 0 or width == 0:
-        return input.new_zeros((num_rois, channels, pooled_h, pooled_w))
-
-    batch_index = rois[:, 0]
-    if bool((batch_index < 0).any()) or bool((batch_index >= batch).any()):
-        raise ValueError(
-            f"roi_align: box batch indices must lie in [0, {batch - 1}] for an input of {batch} images, "
-            f"got values in [{float(batch_index.min())}, {float(batch_index.max())}]"
-        )
-    dtype = _compute_dtype(input.dtype)
-    rois = rois.detach().to(device=input.device, dtype=dtype)
-    scale = torch.tensor(spatial_scale, dtype=dtype, device=input.device)
-    geometry = _roi_geometry(rois, pooled_h, pooled_w, scale, sampling_ratio, aligned)
-    if _rows_path_is_cheaper(geometry, (batch, channels, height, width), (pooled_h, pooled_w)):
-        return _pool_rows(input.to(dtype), rois, geometry, (pooled_h, pooled_w)).to(input.dtype)
-    table = _pixel_table(input, dtype)
-    base = rois[:, 0].long() * (height * width)  # [K] first table row of each RoI's image
-    bins = _pool_bins(
-        table, base, torch.full_like(base, height), torch.full_like(base, width), geometry, (pooled_h, pooled_w)
-    )
-    return bins.permute(0, 3, 1, 2).contiguous().to(input.dtype)
+    return roi_align_dispatch(input.device, input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned)
 
 
 class RoIAlign(nn.Module):
