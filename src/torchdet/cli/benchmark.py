@@ -8,7 +8,10 @@ Sections (each prints a table; `--json` writes them all):
 - `--train`: forward + backward + SGD step beside torchvision's (`make bench-train`);
 - `--memory`: peak RSS of each builder's eval, one fresh process each;
 - `--compile`: torch.compile (inductor) compile time and steady-state latency vs eager;
-- `--profile NAME` (with `--train` for a training step): time per stage and the top ops.
+- `--profile NAME` (with `--train` for a training step): time per stage and the top ops;
+- `--train-quality`: time to accuracy of `torchdet train`'s recipe against a plain torchvision-style
+  loop, from scratch on a generated dataset (`make bench-train-quality`; long: see
+  `torchdet.bench.train_quality`).
 
 With none of `--latency/--batch/--train/--memory/--compile` the latency table runs; with some,
 only those; `--all` runs latency, batch 4, train and memory.
@@ -33,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.train_quality:
+        from torchdet.bench.train_quality import BUILDERS, run_train_quality
+
+        run_train_quality(args.builders or BUILDERS, iterations=args.iterations, out=Path(args.out))
+        return 0
     if args.device != "cpu":
         from torchdet.bench.device import run_device_benchmark
 
@@ -139,6 +147,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           help="skip the FLOP count (GFLOP/s columns) of the latency and train tables")
     sections.add_argument("--batch", type=int, metavar="N", default=0,
                           help="batch throughput: N images in one call vs N single calls (--all: 4)")
+    sections.add_argument("--train-quality", action="store_true",
+                          help="time to accuracy: the training recipe against a plain loop (long)")
+    sections.add_argument("--iterations", type=int, default=360, help="--train-quality: iterations per run (360)")
+    sections.add_argument("--out", default="runs/train_quality", help="--train-quality: report.json and curves.png here")
     sections.add_argument("--train", action="store_true",
                           help="training step (forward, backward, SGD) on 2 images, beside torchvision's; "
                                "with --profile: profile a training step")

@@ -14,16 +14,23 @@ from __future__ import annotations
 import argparse
 
 from torchdet.cli._args import add_dataset_args, add_device, add_model_args, model_kwargs, reports_errors
+from torchdet.data.formats import AUGMENTATIONS
 
+# TrainConfig fields a flag sets when given; the recipe decides the rest.
+_SETTINGS = {"batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum",
+             "weight_decay": "weight_decay", "schedule": "schedule", "lr_steps": "lr_steps", "lr_gamma": "lr_gamma",
+             "warmup_iters": "warmup_iters", "warmup_factor": "warmup_factor", "amp": "amp",
+             "clip_grad_norm": "clip_grad", "ema": "ema", "ema_decay": "ema_decay", "augment": "augment",
+             "bn_recalibration_batches": "bn_recalibration"}
 # Options that only shape a new run; with --resume the recorded values are used.
 _NEW_RUN_ONLY = ("model", "data", "val_data", "out", "lr", "batch_size", "optimizer", "schedule", "weights",
-                 "num_classes", "min_size", "max_size", "model_arg", "ema", "amp", "clip_grad")
+                 "num_classes", "min_size", "max_size", "model_arg", "ema", "amp", "clip_grad", "recipe", "augment",
+                 "bn_recalibration")
 
 
 @reports_errors("train")
 def run(args: argparse.Namespace) -> int:
     from torchdet.training import api
-    from torchdet.training.loop import TrainConfig
 
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in _NEW_RUN_ONLY if getattr(args, k, None) not in (None, False)]
@@ -34,17 +41,13 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{k.replace('_', '-')}" for k in ("model", "data", "epochs", "out") if getattr(args, k) is None]
     if missing:
         raise ValueError(f"missing {' '.join(missing)} (or pass --resume RUN/last.pt to continue a run)")
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, lr_steps=args.lr_steps,
-        lr_gamma=args.lr_gamma, warmup_iters=args.warmup_iters, warmup_factor=args.warmup_factor, amp=args.amp,
-        clip_grad_norm=args.clip_grad, ema=args.ema, ema_decay=args.ema_decay,
-        workers=2 if args.workers is None else args.workers,
-        seed=args.seed, group_by_aspect_ratio=not args.no_aspect_grouping, val_every=args.val_every,
-        val_losses=not args.no_val_loss, progress=args.progress)
+    settings = {name: getattr(args, dest) for name, dest in _SETTINGS.items() if getattr(args, dest) is not None}
+    settings.update(workers=2 if args.workers is None else args.workers, seed=args.seed,
+                    group_by_aspect_ratio=not args.no_aspect_grouping, val_every=args.val_every,
+                    val_losses=not args.no_val_loss, progress=args.progress)
     api.train(args.model, args.data, out=args.out, epochs=args.epochs, val_data=args.val_data, fmt=args.format,
               images=args.images, val_images=args.val_images, split=args.split, val_split=args.val_split,
-              config=config, model_kwargs=model_kwargs(args.model_arg, min_size=args.min_size,
+              recipe=args.recipe, settings=settings, model_kwargs=model_kwargs(args.model_arg, min_size=args.min_size,
                                                        max_size=args.max_size),
               num_classes=args.num_classes, init_weights=args.weights, weights_backbone=args.weights_backbone,
               device=args.device, skip_bad_images=args.skip_bad_images, augment=not args.no_augment)
@@ -71,25 +74,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     how = parser.add_argument_group("how to train")
     how.add_argument("--epochs", type=int, default=None, help="epochs in the whole run")
+    how.add_argument("--recipe", default=None, choices=("finetune", "scratch", "plain"),
+                     help="the settings to start from (default: finetune with --weights/--weights-backbone, "
+                          "else scratch); every flag below still wins")
     how.add_argument("--batch-size", type=int, default=2, help="images per iteration per process (default 2)")
     how.add_argument("--lr", type=float, default=None,
-                     help="base learning rate (default: 0.02 for SGD / 0.0002 for AdamW per 16 images)")
-    how.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    how.add_argument("--momentum", type=float, default=0.9)
-    how.add_argument("--weight-decay", type=float, default=1e-4)
-    how.add_argument("--schedule", choices=("multistep", "cosine", "constant"), default="multistep",
-                     help="after the warm-up (default multistep)")
+                     help="base learning rate (default: the recipe's, scaled by the total batch)")
+    how.add_argument("--optimizer", choices=("sgd", "adamw"), default=None)
+    how.add_argument("--momentum", type=float, default=None)
+    how.add_argument("--weight-decay", type=float, default=None)
+    how.add_argument("--schedule", choices=("multistep", "cosine", "constant"), default=None,
+                     help="after the warm-up (the recipes use cosine)")
     how.add_argument("--lr-steps", type=int, nargs="+", default=None, metavar="EPOCH",
                      help="multistep: epochs where the lr drops (default: at 2/3 and 8/9 of the run)")
-    how.add_argument("--lr-gamma", type=float, default=0.1, help="multistep factor (default 0.1)")
-    how.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up (default: min(1000, 1 epoch))")
-    how.add_argument("--warmup-factor", type=float, default=0.001, help="lr factor at the first iteration")
+    how.add_argument("--lr-gamma", type=float, default=None, help="multistep factor (default 0.1)")
+    how.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up iterations (recipe's default)")
+    how.add_argument("--warmup-factor", type=float, default=None, help="lr factor at the first iteration (0.001)")
     how.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                      help="mixed precision (default: on with CUDA; never on CPU)")
     how.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
-    how.add_argument("--ema", action="store_true", help="keep an EMA of the weights; evaluate and save it")
-    how.add_argument("--ema-decay", type=float, default=0.9998)
-    how.add_argument("--no-augment", action="store_true", help="no random horizontal flips")
+    how.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                     help="keep an EMA of the weights; evaluate and save it (the recipes do)")
+    how.add_argument("--ema-decay", type=float, default=None)
+    how.add_argument("--augment", nargs="+", default=None, choices=AUGMENTATIONS, metavar="NAME",
+                     help=f"training augmentations, from {', '.join(AUGMENTATIONS)} (default: the recipe's)")
+    how.add_argument("--no-augment", action="store_true", help="no augmentation at all")
+    how.add_argument("--bn-recalibration", type=int, default=None, metavar="BATCHES",
+                     help="recompute BatchNorm statistics on this many training batches before each validation "
+                          "(the scratch recipe: 8; 0 turns it off)")
     how.add_argument("--no-aspect-grouping", action="store_true", help="do not batch by image orientation")
     how.add_argument("--seed", type=int, default=0)
     how.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs (and the last)")

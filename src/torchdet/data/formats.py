@@ -14,23 +14,45 @@ themselves for VOC, whose categories are names).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
-from torchdet.data.transforms import Compose, RandomHorizontalFlip
+from torchdet.data.transforms import (Compose, RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort,
+                                      RandomZoomOut)
 
 FORMATS = ("coco", "voc", "yolo")
+# Training augmentations by name, in the order they are applied.
+AUGMENTATIONS = ("photometric", "zoom_out", "iou_crop", "hflip")
+
+
+def build_augmentation(names: Sequence[str], keypoint_flip: Optional[List[int]] = None) -> Optional[Compose]:
+    """The training transform of ``names`` (a subset of `AUGMENTATIONS`, applied in that order).
+
+    - ``photometric``: SSD's colour distortion (brightness, contrast, saturation, hue);
+    - ``zoom_out``: with probability 0.5, the image on a canvas up to 1.5x larger (objects shrink);
+    - ``iou_crop``: SSD's random crop around objects (objects grow);
+    - ``hflip``: horizontal flip with probability 0.5 (keypoints swap sides by ``keypoint_flip``).
+    """
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {AUGMENTATIONS}")
+    steps = {"photometric": lambda: RandomPhotometricDistort(),
+             "zoom_out": lambda: RandomZoomOut(side_range=(1.0, 1.5), p=0.5),
+             "iou_crop": lambda: RandomIoUCrop(),
+             "hflip": lambda: RandomHorizontalFlip(0.5, keypoint_flip)}
+    chosen = [steps[name]() for name in AUGMENTATIONS if name in names]
+    return Compose(chosen) if chosen else None
 
 
 def open_dataset(fmt: str, data: str, *, role: str = "train", images: Optional[str] = None,
                  split: Optional[str] = None, categories: Optional[Sequence[str]] = None,
                  with_masks: bool = False, with_keypoints: bool = False, skip_bad_images: bool = False,
-                 augment: bool = False) -> Any:
+                 augment: Union[bool, Sequence[str]] = False) -> Any:
     """The dataset named by (`fmt`, `data`), for `role` "train" or "val".
 
     Args:
         categories: class names by label (without the background) to keep labels in the
             order a model was trained with (VOC, YOLO); COCO takes its own.
-        augment: random horizontal flips (training).
+        augment: training augmentations by name (see `build_augmentation`); True means flips only.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown dataset format {fmt!r}; choose one of {FORMATS}")
@@ -47,9 +69,10 @@ def open_dataset(fmt: str, data: str, *, role: str = "train", images: Optional[s
                                skip_bad_images=skip_bad_images)
     else:
         dataset = _open_yolo(data, role, images, categories, skip_bad_images)
-    if augment:
-        dataset.transforms = Compose([RandomHorizontalFlip(0.5, keypoint_flip_indices(
-            getattr(dataset, "keypoint_names", None)) if with_keypoints else None)])
+    names = ("hflip",) if augment is True else tuple(augment or ())
+    if names:
+        dataset.transforms = build_augmentation(names, keypoint_flip_indices(
+            getattr(dataset, "keypoint_names", None)) if with_keypoints else None)
     return dataset
 
 

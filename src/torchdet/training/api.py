@@ -20,6 +20,7 @@ from torchdet.models.registry import get_model_builder as get_builder
 from torchdet.inference.loading import load_inference_model
 from torchdet.progress import echo
 from torchdet.training.loop import TrainConfig, Trainer, TrainResult
+from torchdet.training.recipes import choose_recipe, resolve_config
 from torchdet.training.rng import seed_everything
 from torchdet.weights import hub
 
@@ -29,15 +30,26 @@ Log = Callable[[str], None]
 def train(model: str, data: str, *, out: str, epochs: int, val_data: Optional[str] = None,
           fmt: str = "coco", images: Optional[str] = None, val_images: Optional[str] = None,
           split: Optional[str] = None, val_split: Optional[str] = None, config: Optional[TrainConfig] = None,
+          recipe: Optional[str] = None, settings: Optional[Dict[str, Any]] = None,
           model_kwargs: Optional[Dict[str, Any]] = None, num_classes: Optional[int] = None,
           init_weights: Optional[str] = None, weights_backbone: Any = None, device: Optional[str] = None,
           skip_bad_images: bool = False, augment: bool = True, log: Log = echo) -> TrainResult:
-    """Train builder `model` on a dataset and write the run folder `out` (see training.loop)."""
-    config = replace(config or TrainConfig(), epochs=epochs)
+    """Train builder `model` on a dataset and write the run folder `out` (see training.loop).
+
+    The settings are `config` when given, as it is; otherwise the recipe called `recipe` (default:
+    chosen by whether `init_weights` / `weights_backbone` are given, see training.recipes) with
+    `settings` (`TrainConfig` field names: what the user chose explicitly) set over it.
+    `augment=False` turns every augmentation off.
+    """
     get_builder(model)
+    if config is None:
+        chosen = choose_recipe(recipe, pretrained=init_weights is not None or weights_backbone is not None)
+        config = resolve_config(chosen, {**(settings or {}), "epochs": epochs})
+        log(chosen.describe(config) + "; flags override")
+    config = replace(config, epochs=epochs, augment=config.augment if augment else ())
     data_args = {"fmt": fmt, "data": str(data), "images": images, "split": split,
                  "val_data": None if val_data is None else str(val_data), "val_images": val_images,
-                 "val_split": val_split, "skip_bad_images": skip_bad_images, "augment": augment}
+                 "val_split": val_split, "skip_bad_images": skip_bad_images}
     extra = {"data": data_args, "model_kwargs": dict(model_kwargs or {}), "num_classes": num_classes}
     return _run(model, dict(model_kwargs or {}), num_classes, data_args, config, Path(out), device,
                 resume=None, init_weights=init_weights, weights_backbone=weights_backbone, extra=extra, log=log)
@@ -80,7 +92,8 @@ def _run(builder: str, model_kwargs: Dict[str, Any], num_classes: Optional[int],
         train_set = open_dataset(data_args["fmt"], data_args["data"], role="train", images=data_args["images"],
                                  split=data_args["split"], categories=names, with_masks="masks" in outputs,
                                  with_keypoints="keypoints" in outputs,
-                                 skip_bad_images=data_args["skip_bad_images"], augment=data_args["augment"])
+                                 skip_bad_images=data_args["skip_bad_images"],
+                                 augment=config.augment)
         _warn_if_unannotated(train_set, log)
         val_set = None
         if data_args.get("val_data"):

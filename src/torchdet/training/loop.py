@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -26,10 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from torchdet import distributed
 from torchdet.checkpoint import ModelSpec, RunCheckpoint, TrainingState
+from torchdet.data.formats import AUGMENTATIONS
 from torchdet.data.loaders import make_train_loader, move_targets
 from torchdet.evaluation.evaluate import EvalResult, dataset_ground_truth, evaluate_model
 from torchdet.inference.loading import load_weights
 from torchdet.progress import bars_enabled, echo, progress
+from torchdet.training.batchnorm import recalibrate_batchnorm
 from torchdet.training.ema import ModelEMA
 from torchdet.training.metrics_log import append_metrics, plot_metrics
 from torchdet.training.rng import capture_rng_state, restore_rng_state
@@ -41,10 +43,15 @@ Log = Callable[[str], None]
 
 @dataclass
 class TrainConfig:
-    """How to train. `lr=None` picks 0.02 (SGD) or 0.0002 (AdamW) per 16 images of total batch.
+    """How to train. `lr=None` scales `lr_per_16` (default 0.02 for SGD, 0.0002 for AdamW) linearly
+    with the total batch.
 
     `lr_steps` are epochs (multistep only; default: at 2/3 and 8/9 of the run). `warmup_iters`
-    None means min(1000, one epoch). `amp=None` turns AMP on where it helps (CUDA).
+    None means min(1000, one epoch). `amp=None` turns AMP on where it helps (CUDA). `augment`
+    names the training augmentations (see `torchdet.data.formats.AUGMENTATIONS`);
+    `bn_recalibration_batches` > 0 recomputes BatchNorm statistics on that many training batches
+    before each validation (see `torchdet.training.batchnorm`). `recipe` records where the
+    settings came from (see `torchdet.training.recipes`).
     """
 
     epochs: int = 12
@@ -70,6 +77,10 @@ class TrainConfig:
     val_losses: bool = True
     eval_batch_size: Optional[int] = None
     progress: Optional[bool] = None
+    augment: Tuple[str, ...] = ("hflip",)
+    bn_recalibration_batches: int = 0
+    lr_per_16: Optional[float] = None
+    recipe: str = "custom"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -80,13 +91,19 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        self.augment = tuple(self.augment)
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {AUGMENTATIONS}")
+        if self.bn_recalibration_batches < 0:
+            raise ValueError(f"bn_recalibration_batches must be >= 0, got {self.bn_recalibration_batches}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
 
     def base_lr(self, world_size: int = 1) -> float:
         if self.lr is not None:
             return self.lr
-        per_16 = 0.02 if self.optimizer == "sgd" else 0.0002
+        per_16 = self.lr_per_16 if self.lr_per_16 is not None else 0.02 if self.optimizer == "sgd" else 0.0002
         return per_16 * self.batch_size * world_size / 16
 
 
@@ -303,6 +320,9 @@ class Trainer:
     def validate(self) -> Optional[EvalResult]:
         if self.val_set is None:
             return None
+        if self.config.bn_recalibration_batches:
+            images = ([img.to(self.device, non_blocking=True) for img in batch] for batch, _ in self.loader)
+            recalibrate_batchnorm(self.eval_model(), images, self.config.bn_recalibration_batches)
         return evaluate_model(self.eval_model(), self.val_set, device=self.device,
                               model_categories=self.spec.categories,
                               batch_size=self.config.eval_batch_size or self.config.batch_size,
