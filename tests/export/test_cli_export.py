@@ -60,3 +60,17 @@ def test_export_command_reports_a_missing_file(tmp_path: Path, capsys: pytest.Ca
     code = main(["export", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])
     assert code == 1
     assert "torchdet export: error:" in capsys.readouterr().err
+
+
+def test_export_command_writes_a_program_for_any_size(tmp_path: Path) -> None:
+    from torchdet.export.exported_program import load_program
+
+    case, model, checkpoint = _run_checkpoint(tmp_path)
+    out = tmp_path / "model.pt2"
+    assert main(["export", "--weights", str(checkpoint), "--format", "pt2", "--image-size", "240", "320",
+                 "--out", str(out)]) == 0
+    image = torch.rand(1, 3, 150, 410, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(list(image))
+        got = load_program(out).module()(image)
+    assert_detections_match(got, expected)

@@ -16,6 +16,10 @@ tracing, the models keep image sizes as traced values (resize, padding, anchors,
 mask pasting), so a graph traced at one size is right at every size; each op with a
 data-dependent eager form (keypoint decoding, mask pasting) runs its traceable reference form
 while tracing (``torchdet.ops.dispatch``). With ``dynamic=True`` the batch axis is an ONNX ``Loop`` (``batch_loop.py``).
+
+``exporter="dynamo"`` records the same wrapper with torch's default exporter instead
+(``onnx_dynamo.py``: ``torch.export`` with free H and W, the custom ops translated to
+``NonMaxSuppression`` / ``RoiAlign``); its batch size is the example's.
 """
 from __future__ import annotations
 
@@ -29,10 +33,12 @@ from torch import Tensor, nn
 from torchdet.atomic import atomic_path
 from torchdet.weights.registry import outputs_of
 
-__all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "OUTPUT_NAMES", "DEFAULT_OPSET"]
+__all__ = ["DeployableDetector", "to_onnx", "require_onnx", "run_onnx", "default_exporter", "OUTPUT_NAMES",
+           "DEFAULT_OPSET", "EXPORTERS"]
 
 DEFAULT_OPSET = 17  # RoiAlign's coordinate_transformation_mode (aligned=True) needs 16+
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+EXPORTERS = ("legacy", "dynamo")
 _INSTALL_HINT = "ONNX export needs the optional packages onnx and onnxruntime: pip install 'torchdet[export]'"
 
 
@@ -109,6 +115,7 @@ def to_onnx(
     dynamic: bool = False,
     opset: Optional[int] = None,
     batch_size: int = 1,
+    exporter: Optional[str] = None,
 ) -> Path:
     """Write ``model`` as a deployable ONNX graph (contract in the module docstring).
 
@@ -120,17 +127,29 @@ def to_onnx(
             H and W, and the batch axis is an ONNX ``Loop`` over the images (``batch_loop.py``).
         opset: ONNX opset (default ``DEFAULT_OPSET``; at least 11).
         batch_size: batch size of the example input used for the trace (fixed-size export only).
+        exporter: ``"legacy"`` (the TorchScript-based tracer, ``dynamo=False``) or ``"dynamo"``
+            (torch's default exporter, from ``torch.export``; ``onnx_dynamo.py``: with
+            ``dynamic``, H and W are free and the batch size is ``batch_size``; ``opset`` is the
+            exporter's own). Default :func:`default_exporter` of the model.
 
     Returns:
         ``path``.
     """
     require_onnx()
+    exporter = default_exporter(model) if exporter is None else exporter
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     if len(image_size) != 2 or min(int(s) for s in image_size) < 1:
         raise ValueError(f"image_size must be (height, width) with positive sides, got {tuple(image_size)}")
     opset = DEFAULT_OPSET if opset is None else int(opset)
     if opset < 11:
         raise ValueError(f"opset must be 11 or higher (NonMaxSuppression, RoiAlign), got {opset}")
     path = Path(path)
+    if exporter == "dynamo":
+        from torchdet.export.onnx_dynamo import export_onnx_dynamo
+
+        names = _output_names(model)
+        return export_onnx_dynamo(DeployableDetector(model), path, image_size, batch_size, names, dynamic=dynamic)
     if dynamic:
         batch_size = 1  # traced on one image; the batch axis comes from the Loop (batch_loop.py)
     wrapper = DeployableDetector(model)
@@ -138,8 +157,7 @@ def to_onnx(
     # A fixed, textured example: mid-grey noise, so the trace sees detections (data-independent).
     generator = torch.Generator().manual_seed(0)
     images = torch.rand((batch_size, 3, int(image_size[0]), int(image_size[1])), generator=generator).to(device)
-    outputs = outputs_of(model)
-    names = list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in outputs]
+    names = _output_names(model)
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {"images": {2: "height", 3: "width"}}
@@ -159,6 +177,18 @@ def to_onnx(
 
             onnx.save(loop_over_batch(onnx.load(str(partial))), str(partial))
     return path
+
+
+def default_exporter(model: nn.Module) -> str:
+    """The exporter verified for ``model``: ``"legacy"`` for every builder today (its batch axis is
+    free; the dynamo graph's batch size is fixed, see ``onnx_dynamo.py``)."""
+    return "legacy"
+
+
+def _output_names(model: nn.Module) -> List[str]:
+    """The graph's output names: ``OUTPUT_NAMES`` and the model's masks or keypoints."""
+    outputs = outputs_of(model)
+    return list(OUTPUT_NAMES) + [k for k in ("masks", "keypoints") if k in outputs]
 
 
 def run_onnx(path: Union[str, Path], images: Tensor) -> Dict[str, Tensor]:

@@ -85,16 +85,12 @@ class BoxCoder:
         """
         if not torch.jit.is_scripting():
             _check_box_list(boxes)
-        box_sum = 0
-        for b in boxes:
-            box_sum += b.size(0)
         concat_boxes = torch.cat(boxes, dim=0)
-        if box_sum > 0:
-            rel_codes = rel_codes.reshape(box_sum, -1)
+        # Sizes spelled out (no -1): the box count may be zero, or unknown while exporting.
+        box_sum = concat_boxes.shape[0]
+        rel_codes = rel_codes.reshape(box_sum, rel_codes.shape[-1])
         pred_boxes = self.decode_single(rel_codes, concat_boxes)
-        if box_sum > 0:
-            pred_boxes = pred_boxes.reshape(box_sum, -1, 4)
-        return pred_boxes
+        return pred_boxes.reshape(box_sum, pred_boxes.shape[1] // 4, 4)
 
     def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
         """Apply ``[N, K*4]`` deltas to ``[N, 4]`` reference boxes -> ``[N, K*4]`` xyxy boxes."""

@@ -49,7 +49,17 @@ def wh_pairs_for_level(scale: float, next_scale: float, aspect_ratios: Sequence[
 def _traced_width_height(images: Tensor) -> Tensor:
     """``[2]`` int64 ``(W, H)`` of ``[B, C, H, W]`` images, read from the shape as a tensor so that a trace
     keeps it (a list of sizes would be a constant)."""
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_compiling():  # symbolic sizes: fake tensors have no shape tensor
+            return _symbolic_width_height(images)
     return torch._shape_as_tensor(images)[-2:].flip(0)
+
+
+@torch.jit.unused
+def _symbolic_width_height(images: Tensor) -> Tensor:
+    """``(W, H)`` as a ``[2]`` int64 tensor built from the (possibly symbolic) sizes."""
+    return torch.stack([torch.scalar_tensor(images.shape[-1], dtype=torch.int64),
+                        torch.scalar_tensor(images.shape[-2], dtype=torch.int64)])
 
 
 class DefaultBoxGenerator(nn.Module):

@@ -56,7 +56,15 @@ def _topk_count(values: Tensor, k: int) -> int:
     """``min(k, len(values))`` for ``[M, ...]`` values: a traced value while tracing, else an int."""
     if torch.jit.is_tracing():
         return _traced_topk_count(values, k)
-    return min(k, values.shape[0])
+    if torch.jit.is_scripting():
+        return min(k, values.shape[0])
+    return _symbolic_min(k, values.shape[0])
+
+
+@torch.jit.unused
+def _symbolic_min(a: int, b: int) -> int:
+    """``min(a, b)`` that keeps a symbolic size symbolic (``min`` would guard on the comparison)."""
+    return torch.sym_min(a, b)
 
 
 @torch.jit.unused

@@ -581,6 +581,8 @@ def _size_as_float32(size: int, device: torch.device) -> Tensor:
     if not torch.jit.is_scripting():
         if isinstance(size, Tensor):  # a traced size
             return size.to(dtype=torch.float32, device=device)
+        if isinstance(size, torch.SymInt):  # a symbolic size (torch.export): float() would specialise it
+            return torch.scalar_tensor(size, dtype=torch.float32, device=device)
     return torch.tensor(float(size), dtype=torch.float32, device=device)
 
 

@@ -76,7 +76,7 @@ def maskrcnn_inference(mask_logits: Tensor, labels: List[Tensor]) -> List[Tensor
     all_labels = torch.cat(labels, dim=0)  # [N]
     index = torch.arange(mask_logits.shape[0], device=all_labels.device)
     probs = mask_logits.sigmoid()[index, all_labels][:, None]  # [N, 1, M, M]
-    return list(probs.split([len(lab) for lab in labels], dim=0))
+    return list(probs.split([lab.shape[0] for lab in labels], dim=0))  # shape, not len: symbolic under export
 
 
 def expand_masks(masks: Tensor, padding: int) -> Tuple[Tensor, float]:

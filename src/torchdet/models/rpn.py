@@ -95,7 +95,15 @@ def _traced_min(size: int, bound: int) -> int:
     """``min(size, bound)``, recorded in the graph when ``size`` is traced (a 0-dim tensor while tracing)."""
     if torch.jit.is_scripting():
         return min(size, bound)
-    return _clamp_traced(size, bound)
+    if torch.jit.is_tracing():
+        return _clamp_traced(size, bound)
+    return _symbolic_min(size, bound)
+
+
+@torch.jit.unused
+def _symbolic_min(size: int, bound: int) -> int:
+    """``min`` that keeps a symbolic size (torch.export) symbolic instead of guarding on it."""
+    return torch.sym_min(size, bound)
 
 
 def _clamp_traced(size: int, bound: int) -> int:

@@ -58,6 +58,25 @@ def _traced_resized_size(image: Tensor, min_size: float, max_size: float) -> Lis
     return [out[0], out[1]]  # type: ignore[list-item]  # 0-dim tensors stand in for ints in a trace
 
 
+def _exporting() -> bool:
+    """Under ``torch.export`` / ``torch.compile``, where image sizes may be symbolic."""
+    return torch.compiler.is_compiling()
+
+
+@torch.jit.unused
+def _symbolic_resized_size(image: Tensor, min_size: float, max_size: float) -> List[int]:
+    """:func:`_resize_scale` and ``floor(side * scale)`` without a branch on the sizes.
+
+    ``sym_min`` / ``sym_max`` keep symbolic sizes symbolic (``min`` would guard on which side is
+    shorter); on plain ints they are ``min`` / ``max``, so the values are the eager ones (double).
+    """
+    height, width = image.shape[-2], image.shape[-1]
+    short, long = torch.sym_min(height, width), torch.sym_max(height, width)
+    scale = torch.sym_min(min_size / short, max_size / long)
+    # sym_int truncates: floor for these positive sizes, and a serializable op in a program.
+    return [torch.sym_int(height * scale), torch.sym_int(width * scale)]
+
+
 def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target: Optional[Target],
                             fixed_size: Optional[Tuple[int, int]] = None) -> Tuple[Tensor, Optional[Target]]:
     """Resize a ``[C, H, W]`` image, and its target's ``[N, H, W]`` masks, by one scale (or to a fixed size)."""
@@ -68,6 +87,8 @@ def _resize_image_and_masks(image: Tensor, min_size: int, max_size: int, target:
         size = [fixed_size[1], fixed_size[0]]
     elif torch.jit.is_tracing():
         size = _traced_resized_size(image, float(min_size), float(max_size))
+    elif not torch.jit.is_scripting() and _exporting():
+        size = _symbolic_resized_size(image, float(min_size), float(max_size))
     else:
         scale_factor = _resize_scale(image.shape[-2:], float(min_size), float(max_size))
         recompute_scale_factor = True
@@ -101,6 +122,18 @@ def _traced_batch_images(images: List[Tensor], size_divisible: int) -> Tensor:
     hw = torch.stack([torch._shape_as_tensor(image)[-2:] for image in images]).max(dim=0).values  # [2]
     hw = torch.div(hw + (size_divisible - 1), size_divisible, rounding_mode="floor") * size_divisible
     return torch.stack([F.pad(image, (0, hw[1] - image.shape[-1], 0, hw[0] - image.shape[-2]))  # type: ignore
+                        for image in images])
+
+
+@torch.jit.unused
+def _symbolic_batch_images(images: List[Tensor], size_divisible: int) -> Tensor:
+    """``batch_images`` on possibly symbolic sizes: ``sym_max`` and integer ceiling, no branch on a size."""
+    height, width = images[0].shape[-2], images[0].shape[-1]
+    for image in images[1:]:
+        height, width = torch.sym_max(height, image.shape[-2]), torch.sym_max(width, image.shape[-1])
+    height = (height + size_divisible - 1) // size_divisible * size_divisible
+    width = (width + size_divisible - 1) // size_divisible * size_divisible
+    return torch.stack([F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]))
                         for image in images])
 
 
@@ -221,6 +254,8 @@ class GeneralizedRCNNTransform(nn.Module):
         """Zero-pad ``[C, H_i, W_i]`` images into one ``[B, C, H, W]`` tensor, H and W multiples of ``size_divisible``."""
         if torch.jit.is_tracing():
             return _traced_batch_images(images, size_divisible)
+        if not torch.jit.is_scripting() and _exporting():
+            return _symbolic_batch_images(images, size_divisible)
         shape = _padded_size(images, size_divisible)
         batched = images[0].new_full([len(images), shape[0], shape[1], shape[2]], 0)
         for i, image in enumerate(images):

@@ -3,11 +3,12 @@
 - ``ONNX_FORM`` (mode ``"trace"``: ``torch.jit.trace``, the TorchScript-based ONNX exporter):
   ``nms`` is the autograd function ``_NMSOp``, whose ONNX symbolic is ``NonMaxSuppression``.
 - ``CUSTOM_OP_FORM`` (mode ``"compile"``: ``torch.export``, ``torch.compile``, ``torch.fx``):
-  ``nms`` is the custom op ``torch.ops.torchdet.nms``, whose fake implementation returns an
-  int64 vector of unbacked length, so graphs stay data-independent.
+  ``nms`` and ``batched_nms`` are the custom ops ``torch.ops.torchdet.nms`` /
+  ``torch.ops.torchdet.batched_nms``, whose fake implementations return an int64 vector of
+  unbacked length, so graphs stay data-independent.
 
-In both, ``batched_nms`` is the coordinate-offset form at every size (a graph cannot group by
-class), and the node's real computation is the form an eager call on that device would run.
+In the ONNX form, ``batched_nms`` is the coordinate-offset form at every size (a graph cannot
+group by class); each node's real computation is the form an eager call on that device would run.
 """
 from __future__ import annotations
 
@@ -63,6 +64,29 @@ def _nms_op_fake(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return boxes.new_empty((kept,), dtype=torch.int64)
 
 
+def _eager_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """What an eager ``batched_nms`` call on ``boxes``' device computes (class by class where that is faster)."""
+    form = all_dispatchers()["nms"].select(boxes.device.type, "eager", use_forced=False)[1]
+    return form.batched_nms(boxes, scores, idxs, iou_threshold)
+
+
+@torch.library.custom_op("torchdet::batched_nms", mutates_args=())
+def _batched_nms_op(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """``torch.ops.torchdet.batched_nms``: ``[N, 4]``, ``[N]``, ``[N]`` class ids -> ``[K]`` int64 kept indices.
+
+    One node for the class-wise NMS, so a compiled graph runs the eager form (per class), not
+    one NMS over all ``N`` offset boxes (quadratic in ``N``: thousands of boxes at a low score
+    threshold).
+    """
+    return _eager_batched_nms(boxes, scores, idxs, iou_threshold)
+
+
+@_batched_nms_op.register_fake
+def _batched_nms_op_fake(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    kept = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((kept,), dtype=torch.int64)
+
+
 def _offset_boxes_graph(boxes: Tensor, idxs: Tensor) -> Tensor:
     """``offset_boxes`` that also records on an empty input (zero joins the maximum; boxes are >= 0)."""
     max_coordinate = torch.cat([boxes.detach().flatten(), boxes.new_zeros(1)]).max()
@@ -88,7 +112,7 @@ def _custom_op_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
 
 
 def _custom_op_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    return _custom_op_nms(_offset_boxes_graph(boxes, idxs), scores, iou_threshold)
+    return torch.ops.torchdet.batched_nms(boxes.detach(), scores.detach(), idxs, float(iou_threshold))
 
 
 def _custom_op_batched_nms_top(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float,

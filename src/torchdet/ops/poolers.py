@@ -86,6 +86,16 @@ def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
     return 2.0 ** float(round(math.log(approx) / math.log(2.0)))  # math.log2 is not in TorchScript
 
 
+@torch.jit.unused
+def _size_hint(size: int) -> int:
+    """A size as an int; for a symbolic size, the example's value, without adding a guard."""
+    if isinstance(size, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+        return int(optimization_hint(size))
+    return int(size)
+
+
 @torch.fx.wrap
 def _setup_scales(
     features: List[Tensor], image_shapes: List[Tuple[int, int]], canonical_scale: int, canonical_level: int
@@ -93,6 +103,11 @@ def _setup_scales(
     if len(image_shapes) == 0:
         raise ValueError("MultiScaleRoIAlign: image_shapes is empty; pass the (height, width) of every image")
     max_height, max_width = 0, 0
+    if not torch.jit.is_scripting() and torch.compiler.is_compiling():
+        # Symbolic sizes (torch.export, torch.compile): the scales are constants of the graph
+        # (see _infer_scale), read from the example's sizes without guarding on them.
+        image_shapes = [(_size_hint(h), _size_hint(w)) for h, w in image_shapes]
+        features = [feature.new_empty((1, 1, _size_hint(feature.shape[-2]), 1)) for feature in features]
     for shape in image_shapes:
         max_height = max(max_height, int(shape[0]))
         max_width = max(max_width, int(shape[1]))
@@ -272,8 +287,13 @@ class MultiScaleRoIAlign(nn.Module):
             ``[sum L_i, C, h, w]`` pooled features, in the order of ``boxes``.
         """
         features = _filter_features(x, self.featmap_names)
-        scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
-        self.scales, self.map_levels = scales, mapper
+        if not torch.jit.is_scripting() and torch.compiler.is_compiling() and self.scales is not None:
+            # Constants of the architecture (see _infer_scale): under dynamo (strict export,
+            # torch.compile) computing them again would guard on the sizes.
+            scales, mapper = self.scales, self.map_levels
+        else:
+            scales, mapper = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
+            self.scales, self.map_levels = scales, mapper
         return multi_scale_roi_align(features, boxes, self.output_size, self.sampling_ratio, scales, mapper)
 
     def __repr__(self) -> str:
