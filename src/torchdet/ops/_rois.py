@@ -5,7 +5,7 @@ or a list with one ``[L_i, 4]`` box tensor per image (``xyxy``).
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple, Union
+from typing import Any, Callable, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -73,6 +73,15 @@ def check_position_sensitive(channels: int, pooled: Tuple[int, int], op: str) ->
             f"= {bins}), got {channels} channels"
         )
     return channels // bins
+
+
+def position_sensitive_arguments(input: Tensor, boxes: Any, output_size: Any, op: str
+                                 ) -> Tuple[Tuple[int, int], Tensor, int]:
+    """``(pooled (PH, PW), rois [K, 5] detached, C_out)`` of a position-sensitive pool, checked."""
+    pooled = pair(output_size, "output_size", op)
+    rois = to_rois(boxes, op)
+    check_input(input, rois, op)
+    return pooled, rois.detach(), check_position_sensitive(input.shape[1], pooled, op)
 
 
 def c_round(x: Tensor) -> Tensor:

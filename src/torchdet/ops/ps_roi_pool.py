@@ -51,11 +51,7 @@ def ps_roi_pool(
     Returns:
         ``[K, C / (PH * PW), PH, PW]``.
     """
-    pooled = _rois.pair(output_size, "output_size", "ps_roi_pool")
-    rois = _rois.to_rois(boxes, "ps_roi_pool")
-    _rois.check_input(input, rois, "ps_roi_pool")
-    channels_out = _rois.check_position_sensitive(input.shape[1], pooled, "ps_roi_pool")
-    rois = rois.detach()
+    pooled, rois, channels_out = _rois.position_sensitive_arguments(input, boxes, output_size, "ps_roi_pool")
     height, width = input.shape[2], input.shape[3]
     if rois.shape[0] == 0:
         return input.new_zeros((0, channels_out, pooled[0], pooled[1]))
