@@ -8,7 +8,7 @@ at 320 px (BatchNorm in its heads).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +27,15 @@ NUM_CLASSES = 5
 REPRESENTATION = 32  # the R-CNN box head's output size: the width of their `features`
 
 
-class TwoLevels(nn.Module):
-    """Two feature maps, stride 4 and 8, ``channels`` wide each (``out_channels`` set when equal)."""
+class TwoLevelBackbone(nn.Module):
+    """Feature maps "0" (a stride-``stride`` conv, ``channels[0]`` wide) and "1" (then a stride-2 conv).
 
-    def __init__(self, channels: tuple = (8, 8)) -> None:
+    ``out_channels``, which RetinaNet's and FCOS's heads read, is set when both levels are as wide.
+    """
+
+    def __init__(self, channels: Tuple[int, int] = (8, 8), stride: int = 4) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(3, channels[0], 3, stride=4, padding=1)
+        self.stem = nn.Conv2d(3, channels[0], 3, stride=stride, padding=1)
         self.down = nn.Conv2d(channels[0], channels[1], 3, stride=2, padding=1)
         if channels[0] == channels[1]:
             self.out_channels = channels[0]
@@ -81,20 +84,20 @@ def keypoint_rcnn() -> nn.Module:
 def retinanet() -> nn.Module:
     torch.manual_seed(0)
     anchors = AnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2)
-    return RetinaNet(TwoLevels(), NUM_CLASSES, min_size=64, max_size=80, anchor_generator=anchors,
+    return RetinaNet(TwoLevelBackbone(), NUM_CLASSES, min_size=64, max_size=80, anchor_generator=anchors,
                      score_thresh=0.0).eval()
 
 
 def fcos() -> nn.Module:
     torch.manual_seed(0)
     anchors = AnchorGenerator(((16,), (32,)), ((1.0,),) * 2)
-    return FCOS(TwoLevels((32, 32)), NUM_CLASSES, min_size=64, max_size=80, anchor_generator=anchors,
+    return FCOS(TwoLevelBackbone((32, 32)), NUM_CLASSES, min_size=64, max_size=80, anchor_generator=anchors,
                 score_thresh=0.0).eval()
 
 
 def ssd() -> nn.Module:
     torch.manual_seed(0)
-    return SSD(TwoLevels((8, 16)), DefaultBoxGenerator([[2], [2, 3]]), (64, 64), NUM_CLASSES, score_thresh=0.0).eval()
+    return SSD(TwoLevelBackbone((8, 16)), DefaultBoxGenerator([[2], [2, 3]]), (64, 64), NUM_CLASSES, score_thresh=0.0).eval()
 
 
 def ssdlite() -> nn.Module:

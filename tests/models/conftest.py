@@ -14,16 +14,15 @@ Shared setup of the one-stage detectors' tests (RetinaNet, FCOS, SSD, SSDlite):
 from __future__ import annotations
 
 import urllib.error
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Tuple
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from _oracle import run_case
+from models._tiny_detectors import TwoLevelBackbone
 from torchdet.weights import hub
 
 
@@ -69,24 +68,6 @@ def golden(builder: Callable[..., nn.Module]) -> OracleRun:
     run = OracleRun(*run_case(builder, builder.__name__))
     assert run.case["train_kwargs"] == run.case["kwargs"]
     return run
-
-
-class TwoLevelBackbone(nn.Module):
-    """Feature maps "0" (a stride-``stride`` conv, ``channels[0]`` wide) and "1" (then a stride-2 conv).
-
-    ``out_channels``, which RetinaNet's and FCOS's heads read, is set when both levels are as wide.
-    """
-
-    def __init__(self, channels: Tuple[int, int], stride: int) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, channels[0], 3, stride=stride, padding=1)
-        self.down = nn.Conv2d(channels[0], channels[1], 3, stride=2, padding=1)
-        if channels[0] == channels[1]:
-            self.out_channels = channels[0]
-
-    def forward(self, x: Tensor) -> Dict[str, Tensor]:
-        c1 = F.relu(self.stem(x))
-        return OrderedDict([("0", c1), ("1", F.relu(self.down(c1)))])
 
 
 @pytest.fixture(scope="session")
